@@ -1,0 +1,36 @@
+# One-command entry points. Each creates the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-quick bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	# imgaug 0.4.0 asks for opencv-python, which would clash with the headless
+	# OpenCV already installed: install it without its dependencies (they are
+	# all in requirements.txt).
+	$(BIN)/pip install --quiet --no-deps imgaug==0.4.0
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python samples/shapes/shapes.py demo --out demo_output
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -ra
+
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -ra -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_detect.py
+	$(BIN)/python bench/bench_train.py
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache
