@@ -1,0 +1,208 @@
+"""Training targets of the detection heads: sample proposals and match them to ground truth.
+
+For each image the layer picks up to TRAIN_ROIS_PER_IMAGE proposals, positives first, and
+gives every picked ROI the class, box deltas and mask the heads should predict for it:
+
+- a proposal is *positive* when its best IoU with a non-crowd ground-truth box is >= 0.5;
+- it is *negative* when that IoU is < 0.5 and its IoU with every crowd box (negative class
+  id) is < 0.001, so proposals on crowds are never trained as background;
+- positives are subsampled at random to at most int(T * ROI_POSITIVE_RATIO); negatives
+  are added to keep the ratio, int(P / ROI_POSITIVE_RATIO) - P, never past T in total;
+- each positive is assigned the ground-truth box it overlaps most; its box target is
+  box_refinement(roi, gt_box) / BBOX_STD_DEV and its mask target is the ground-truth mask
+  cropped to the ROI and resized to MASK_SHAPE, rounded to {0, 1}.
+
+All boxes are normalised (y1, x1, y2, x2), see box_ops. Rows past the sampled ROIs are
+zeros in every output, and negative ROIs have zero class, deltas and mask.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn.nn import box_ops
+
+POSITIVE_IOU = 0.5
+CROWD_IOU = 0.001
+
+
+def target_settings(config):
+    """The settings of a Config that the target sampler reads, as a plain dict."""
+    return {
+        "train_rois_per_image": int(config.TRAIN_ROIS_PER_IMAGE),
+        "roi_positive_ratio": float(config.ROI_POSITIVE_RATIO),
+        "bbox_std_dev": [float(v) for v in np.asarray(config.BBOX_STD_DEV).reshape(-1)],
+        "mask_shape": [int(v) for v in config.MASK_SHAPE],
+        "use_mini_mask": bool(config.USE_MINI_MASK),
+    }
+
+
+def _max_and_argmax(iou):
+    """Best IoU [N] and its column [N] int32 of an [N, M] IoU matrix, 0 and 0 when M == 0."""
+    padded = tf.concat([iou, tf.zeros([tf.shape(iou)[0], 1], iou.dtype)], axis=1)
+    return tf.reduce_max(padded, axis=1), tf.cast(tf.argmax(padded, axis=1), tf.int32)
+
+
+def _sample_counts(num_positive_candidates, train_rois_per_image, roi_positive_ratio,
+                   fill_negatives):
+    """How many positives and negatives to take (int32 scalars), before availability."""
+    positive_count = tf.minimum(num_positive_candidates,
+                                int(train_rois_per_image * roi_positive_ratio))
+    if fill_negatives:
+        negative_count = train_rois_per_image - positive_count
+    else:
+        ratio = 1.0 / roi_positive_ratio
+        negative_count = tf.cast(ratio * tf.cast(positive_count, tf.float32),
+                                 tf.int32) - positive_count
+        negative_count = tf.minimum(negative_count, train_rois_per_image - positive_count)
+    return positive_count, negative_count
+
+
+def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mask):
+    """Mask targets of positive ROIs.
+
+    Args:
+        gt_masks: float32 [h, w, G] ground-truth masks: mini masks (each resized from its
+            GT box) or full-size masks in the frame of the molded image.
+        rois: float32 [P, 4] positive ROIs, normalised image coordinates.
+        gt_boxes: float32 [P, 4] the GT box assigned to each ROI, normalised.
+        assignment: int32 [P] index of each ROI's GT in the last axis of gt_masks.
+    Returns:
+        float32 [P, mask_h, mask_w] in {0, 1}.
+    """
+    boxes = rois
+    if use_mini_mask:
+        # Express the ROI in the frame of its GT box, where the mini mask lives.
+        y1, x1, y2, x2 = tf.unstack(rois, axis=1)
+        gy1, gx1, gy2, gx2 = tf.unstack(gt_boxes, axis=1)
+        gh, gw = gy2 - gy1, gx2 - gx1
+        boxes = tf.stack([(y1 - gy1) / gh, (x1 - gx1) / gw,
+                          (y2 - gy1) / gh, (x2 - gx1) / gw], axis=1)
+    masks = tf.expand_dims(tf.transpose(gt_masks, [2, 0, 1]), -1)   # [G, h, w, 1]
+    crops = tf.image.crop_and_resize(masks, boxes, assignment, mask_shape)
+    return tf.round(tf.squeeze(crops, axis=3))
+
+
+def _pad_rows(tensor, rows):
+    """Zero-pad the first axis of `tensor` to `rows` rows, with a static first dimension."""
+    padding = [[0, rows - tf.shape(tensor)[0]]] + [[0, 0]] * (tensor.shape.rank - 1)
+    padded = tf.pad(tensor, padding)
+    return tf.ensure_shape(padded, [rows] + tensor.shape.as_list()[1:])
+
+
+def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois_per_image,
+                      roi_positive_ratio, bbox_std_dev, mask_shape, use_mini_mask,
+                      fill_negatives=False, seed=None):
+    """Sample ROIs of one image and build their targets.
+
+    Args:
+        proposals: float32 [N, 4] normalised, zero rows are padding.
+        gt_class_ids: int32 [G] class ids; 0 is padding, negative marks a crowd.
+        gt_boxes: float32 [G, 4] normalised, zero rows are padding.
+        gt_masks: float32 [h, w, G] mini masks or full-size masks (values 0..1).
+        train_rois_per_image: T, the number of rows of every output.
+        roi_positive_ratio: the largest share of positives among the sampled ROIs.
+        bbox_std_dev: [4] the deltas are divided by it.
+        mask_shape: (mask_h, mask_w) of the mask targets.
+        use_mini_mask: whether gt_masks are mini masks (cropped to their GT boxes).
+        fill_negatives: False (upstream) keeps positives:negatives at the ratio, so an image
+            without positives yields no ROIs; True fills every row the positives leave
+            with negatives when there are enough.
+        seed: op seed of the random subsampling.
+    Returns:
+        rois: float32 [T, 4] positives, then negatives, then zero rows.
+        class_ids: int32 [T] the class of each positive ROI, 0 elsewhere.
+        deltas: float32 [T, 4] box_refinement(roi, gt) / bbox_std_dev of positives.
+        masks: float32 [T, mask_h, mask_w] mask targets of positives in {0, 1}.
+    """
+    proposals = tf.cast(proposals, tf.float32)
+    proposals, _ = box_ops.trim_zero_rows(proposals, name="trim_proposals")
+    gt_boxes, non_zero = box_ops.trim_zero_rows(tf.cast(gt_boxes, tf.float32),
+                                                name="trim_gt_boxes")
+    gt_class_ids = tf.boolean_mask(tf.cast(gt_class_ids, tf.int32), non_zero)
+    gt_masks = tf.boolean_mask(tf.cast(gt_masks, tf.float32), non_zero, axis=2)
+
+    # Crowds only veto negatives; the other GT instances are the ones to learn.
+    crowd_boxes = tf.boolean_mask(gt_boxes, gt_class_ids < 0)
+    is_instance = gt_class_ids > 0
+    gt_class_ids = tf.boolean_mask(gt_class_ids, is_instance)
+    gt_boxes = tf.boolean_mask(gt_boxes, is_instance)
+    gt_masks = tf.boolean_mask(gt_masks, is_instance, axis=2)
+
+    best_iou, best_gt = _max_and_argmax(box_ops.overlaps(proposals, gt_boxes))
+    crowd_iou, _ = _max_and_argmax(box_ops.overlaps(proposals, crowd_boxes))
+    positive_candidates = tf.where(best_iou >= POSITIVE_IOU)[:, 0]
+    negative_candidates = tf.where((best_iou < POSITIVE_IOU) & (crowd_iou < CROWD_IOU))[:, 0]
+
+    positive_count, negative_count = _sample_counts(
+        tf.shape(positive_candidates)[0], train_rois_per_image, roi_positive_ratio,
+        fill_negatives)
+    negative_seed = None if seed is None else seed + 1
+    positive_ix = tf.random.shuffle(positive_candidates, seed=seed)[:positive_count]
+    negative_ix = tf.random.shuffle(negative_candidates, seed=negative_seed)[:negative_count]
+
+    positive_rois = tf.gather(proposals, positive_ix)
+    assignment = tf.gather(best_gt, positive_ix)
+    roi_gt_boxes = tf.gather(gt_boxes, assignment)
+    class_ids = tf.gather(gt_class_ids, assignment)
+    deltas = box_ops.box_refinement(positive_rois, roi_gt_boxes)
+    deltas /= tf.constant(bbox_std_dev, tf.float32)
+    masks = _mask_targets(gt_masks, positive_rois, roi_gt_boxes, assignment, mask_shape,
+                          use_mini_mask)
+
+    rois = tf.concat([positive_rois, tf.gather(proposals, negative_ix)], axis=0)
+    rows = train_rois_per_image
+    return (_pad_rows(rois, rows), _pad_rows(class_ids, rows), _pad_rows(deltas, rows),
+            _pad_rows(masks, rows))
+
+
+class DetectionTargetLayer(keras.layers.Layer):
+    """Sample ROIs from proposals and build the heads' targets, for a batch of images.
+
+    Inputs (a list):
+        proposals: float [B, N, 4] normalised, zero-padded.
+        gt_class_ids: int [B, G] (0 padding, negative crowd).
+        gt_boxes: float [B, G, 4] normalised, zero-padded.
+        gt_masks: bool or float [B, h, w, G] mini masks (USE_MINI_MASK) or full-size masks.
+    Outputs (a list), T = TRAIN_ROIS_PER_IMAGE:
+        rois: float32 [B, T, 4]; target_class_ids: int32 [B, T];
+        target_bbox: float32 [B, T, 4]; target_mask: float32 [B, T, MASK_H, MASK_W].
+
+    Args:
+        config: a Config, or the dict `target_settings(config)` returns.
+        seed: op seed of the random subsampling; None takes config.SEED when given.
+        fill_negatives: see `detection_targets` (False is upstream's sampling).
+    """
+
+    def __init__(self, config, seed=None, fill_negatives=False, name="proposal_targets",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not isinstance(config, dict):
+            seed = getattr(config, "SEED", None) if seed is None else seed
+            config = target_settings(config)
+        self.settings = dict(config)
+        self.seed = seed
+        self.fill_negatives = bool(fill_negatives)
+
+    def call(self, inputs):
+        proposals, gt_class_ids, gt_boxes, gt_masks = inputs
+        rows = self.settings["train_rois_per_image"]
+        mask_h, mask_w = self.settings["mask_shape"]
+        signature = (tf.TensorSpec([rows, 4], tf.float32),
+                     tf.TensorSpec([rows], tf.int32),
+                     tf.TensorSpec([rows, 4], tf.float32),
+                     tf.TensorSpec([rows, mask_h, mask_w], tf.float32))
+
+        def per_image(elements):
+            return detection_targets(*elements, fill_negatives=self.fill_negatives,
+                                     seed=self.seed, **self.settings)
+
+        elements = (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
+                    tf.cast(gt_boxes, tf.float32), tf.cast(gt_masks, tf.float32))
+        outputs = tf.map_fn(per_image, elements, fn_output_signature=signature)
+        return list(outputs)
+
+    def get_config(self):
+        base = super().get_config()
+        base.update({"config": dict(self.settings), "seed": self.seed,
+                     "fill_negatives": self.fill_negatives})
+        return base
