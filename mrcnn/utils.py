@@ -94,8 +94,9 @@ def compute_overlaps(boxes1, boxes2):
     boxes1: [N1, (y1, x1, y2, x2)], boxes2: [N2, (y1, x1, y2, x2)], same
     frame (pixels or normalised).
 
-    Returns: [N1, N2] IoU (float; float64 for integer boxes). Rows are
-    processed in blocks so memory stays bounded for 261,888 anchors.
+    Returns: [N1, N2] IoU (float; float64 for integer boxes); 0 where both
+    boxes have zero area. Rows are processed in blocks with reused buffers,
+    so memory stays bounded for 261,888 anchors.
     """
     boxes1 = np.asarray(boxes1)
     boxes2 = np.asarray(boxes2)
@@ -104,19 +105,34 @@ def compute_overlaps(boxes1, boxes2):
         dtype = np.float64
     boxes1 = boxes1.astype(dtype, copy=False)
     boxes2 = boxes2.astype(dtype, copy=False)
-    overlaps = np.zeros((boxes1.shape[0], boxes2.shape[0]), dtype=dtype)
+    n1, n2 = boxes1.shape[0], boxes2.shape[0]
+    overlaps = np.zeros((n1, n2), dtype=dtype)
     if overlaps.size == 0:
         return overlaps
-    area2 = _box_areas(boxes2)[None, :]
-    rows_per_block = max(1, (1 << 22) // boxes2.shape[0])
-    for start in range(0, boxes1.shape[0], rows_per_block):
-        block = boxes1[start:start + rows_per_block, None, :]  # [B, 1, 4]
-        h = np.minimum(block[..., 2], boxes2[:, 2]) - np.maximum(block[..., 0], boxes2[:, 0])
-        w = np.minimum(block[..., 3], boxes2[:, 3]) - np.maximum(block[..., 1], boxes2[:, 1])
-        intersection = np.maximum(h, 0) * np.maximum(w, 0)
-        union = _box_areas(block[:, 0, :])[:, None] + area2 - intersection
-        overlaps[start:start + rows_per_block] = _safe_divide(intersection, union)
+    area1 = _box_areas(boxes1)
+    area2 = _box_areas(boxes2)
+    rows = max(1, (1 << 18) // n2)
+    height_buf = np.empty((min(rows, n1), n2), dtype=dtype)
+    width_buf = np.empty_like(height_buf)
+    for start in range(0, n1, rows):
+        b = boxes1[start:start + rows]
+        out = overlaps[start:start + rows]          # a view: filled in place
+        h, w = height_buf[:len(b)], width_buf[:len(b)]
+        _overlap_extent(b[:, 0], b[:, 2], boxes2[:, 0], boxes2[:, 2], h, out)
+        _overlap_extent(b[:, 1], b[:, 3], boxes2[:, 1], boxes2[:, 3], w, out)
+        h *= w                                      # intersection
+        np.add(area1[start:start + rows, None], area2, out=out)
+        out -= h                                    # union
+        np.divide(h, out, out=out, where=out > 0)   # union 0 stays 0
     return overlaps
+
+
+def _overlap_extent(lo1, hi1, lo2, hi2, out, scratch):
+    """Length of [lo1, hi1) & [lo2, hi2) for every pair, >= 0, into out [N1, N2]."""
+    np.minimum(hi1[:, None], hi2, out=out)
+    np.maximum(lo1[:, None], lo2, out=scratch)
+    out -= scratch
+    np.maximum(out, 0, out=out)
 
 
 def compute_overlaps_masks(masks1, masks2):

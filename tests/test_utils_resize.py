@@ -196,6 +196,7 @@ def _centroid(mask):
     ("square", dict(min_dim=64, max_dim=128)),
     ("square", dict(max_dim=128)),
     ("square", dict(max_dim=80)),          # shrink
+    ("square", dict(min_dim=200, max_dim=512)),
     ("pad64", {}),
     ("pad64", dict(min_dim=128)),
     ("crop", dict(min_dim=64)),
@@ -213,8 +214,11 @@ def test_resize_mask_lines_up_with_resize_image(mode, kwargs):
     expected = np.zeros(out_image.shape[:2], bool)
     expected[y1:y2, x1:x2] = True
     np.testing.assert_array_equal(out_masks[..., 1], expected)
-    # The disc instance lies where the disc went in the image.
+    # The disc instance lies where the disc went in the image: same pixel
+    # grid, so only boundary pixels differ and the centres agree to a small
+    # fraction of a pixel (sampling on a corner-aligned grid, as
+    # scipy.ndimage.zoom does, is off by up to half a pixel here).
     seen = out_image[..., 0] >= 100
     disc = out_masks[..., 0]
-    assert np.logical_xor(seen, disc).sum() <= 0.05 * np.logical_or(seen, disc).sum()
-    assert np.abs(_centroid(seen) - _centroid(disc)).max() < 0.25
+    assert np.logical_xor(seen, disc).sum() <= 0.015 * np.logical_or(seen, disc).sum()
+    assert np.abs(_centroid(seen) - _centroid(disc)).max() < 0.1
