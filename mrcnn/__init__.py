@@ -8,7 +8,8 @@ Import paths match the matterport/Mask_RCNN project::
 """
 import os as _os
 
-# TensorFlow's C++ start-up chatter is noise for users; keep warnings and errors.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# TensorFlow's C++ logging (start-up notes, grappler cost-model warnings about
+# CropAndResize) is noise for users; keep errors. Set TF_CPP_MIN_LOG_LEVEL to override.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

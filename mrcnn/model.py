@@ -1,0 +1,386 @@
+"""MaskRCNN: build, train, detect, save and load — the conductor of the other modules.
+
+Import as upstream: `import mrcnn.model as modellib`, then
+`modellib.MaskRCNN(mode="training" | "inference", config=config, model_dir=MODEL_DIR)`.
+The graph lives in `mrcnn.nn`, the training steps in `mrcnn.training`, the input pipeline
+in `mrcnn.data`, molding/unmolding in `mrcnn.inference` and weight files in
+`mrcnn.weights_io`.
+"""
+import datetime
+import glob
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mrcnn import inference, training, utils, weights_io
+from mrcnn.data import (DataGenerator, build_rpn_targets, data_generator,  # noqa: F401
+                        load_image_gt, mold_image, unmold_image)
+from mrcnn.image_meta import (compose_image_meta, parse_image_meta,  # noqa: F401
+                              parse_image_meta_graph)
+from mrcnn.nn.graph import build_inference_graph, build_training_graph
+from mrcnn.utils import compute_backbone_shapes  # noqa: F401
+
+_CHECKPOINT_RE = re.compile(
+    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+
+
+def log(text, array=None):
+    """Print a message, and for an array its shape, min, max and dtype (as upstream)."""
+    if array is not None:
+        array = np.asarray(array)
+        text = text.ljust(25)
+        if array.size:
+            text += (f"shape: {str(array.shape):20}  min: {array.min():10.5f}  "
+                     f"max: {array.max():10.5f}  {array.dtype}")
+        else:
+            text += f"shape: {str(array.shape):20}  min: {'':10}  max: {'':10}  {array.dtype}"
+    print(text)
+
+
+class MaskRCNN:
+    """Mask R-CNN with upstream's interface.
+
+    Attributes:
+        keras_model: the keras.Model of the chosen mode.
+        epoch: epochs trained so far (resumed from a checkpoint's name when loaded).
+        log_dir, checkpoint_path: where this run writes TensorBoard logs and checkpoints.
+    """
+
+    def __init__(self, mode, config, model_dir):
+        if mode not in ("training", "inference"):
+            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+        config.validate()
+        self.mode = mode
+        self.config = config
+        self.model_dir = model_dir
+        self.epoch = 0
+        self._anchor_cache = {}
+        self._predict_fn = None
+        self.set_log_dir()
+        self.keras_model = self.build(mode=mode, config=config)
+
+    # --- Graph ------------------------------------------------------------------------
+    def build(self, mode, config):
+        """Build the training or inference graph as a keras.Model."""
+        config.validate()
+        if mode == "training":
+            inputs, outputs = build_training_graph(config)
+            return training.TrainingModel(inputs=inputs, outputs=outputs, config=config,
+                                          name="mask_rcnn")
+        inputs, outputs = build_inference_graph(config)
+        return keras.Model(inputs=inputs, outputs=outputs, name="mask_rcnn")
+
+    def get_anchors(self, image_shape):
+        """Normalised anchors [A, 4] for a molded image shape, in the graph's order."""
+        key = tuple(int(s) for s in image_shape[:2])
+        if key not in self._anchor_cache:
+            backbone_shapes = compute_backbone_shapes(self.config, image_shape)
+            anchors = utils.generate_pyramid_anchors(
+                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
+                backbone_shapes, self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
+            self._anchor_cache[key] = utils.norm_boxes(anchors, image_shape[:2])
+        return self._anchor_cache[key]
+
+    # --- Checkpoints ------------------------------------------------------------------
+    def set_log_dir(self, model_path=None):
+        """Pick this run's log directory; resume the epoch count from a checkpoint path.
+
+        A path such as ".../shapes20260101T1200/mask_rcnn_shapes_0012.h5" continues that
+        run's directory with `epoch` = 12, as upstream.
+        """
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            match = _CHECKPOINT_RE.match(os.path.abspath(model_path).replace("\\", "/"))
+            if match:
+                now = datetime.datetime(*(int(match.group(i)) for i in range(1, 6)))
+                self.epoch = int(match.group(6))
+        name = (self.config.NAME or "mask_rcnn").lower()
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.checkpoint_path = os.path.join(self.log_dir,
+                                            f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def find_last(self):
+        """Path of the newest checkpoint of the newest run directory of this config's NAME.
+
+        Raises:
+            FileNotFoundError: no run directory or no checkpoint in it.
+        """
+        name = (self.config.NAME or "mask_rcnn").lower()
+        runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, f"{name}*"))
+                      if os.path.isdir(d))
+        if not runs:
+            raise FileNotFoundError(
+                f"Could not find model directory under {self.model_dir} for NAME {name!r}")
+        for run in reversed(runs):
+            checkpoints = sorted(glob.glob(os.path.join(run, "mask_rcnn*.h5")))
+            if checkpoints:
+                return checkpoints[-1]
+        raise FileNotFoundError(f"Could not find weight files in {runs[-1]}")
+
+    def save_weights(self, filepath, epoch=None):
+        """Write the model's weights, name-keyed, atomically (see mrcnn.weights_io)."""
+        attributes = {"config": self.config.to_json()}
+        if epoch is not None:
+            attributes["epoch"] = int(epoch)
+        weights_io.save_weights(self.keras_model, filepath, attributes=attributes)
+
+    def load_weights(self, filepath, by_name=False, exclude=None, verbose=1):
+        """Load weights saved by this package or by upstream (Keras-2 HDF5), by layer name.
+
+        Weights are always matched by layer and weight name, so a training checkpoint loads
+        into the inference graph; `by_name` is accepted for upstream compatibility. Keras 3
+        native files (".weights.h5") load positionally into the same graph they came from.
+
+        Args:
+            exclude: layer names to skip (implies by-name loading), e.g. the heads that
+                depend on NUM_CLASSES when fine-tuning on another class count.
+        Returns:
+            dict with the "loaded", "skipped" and "missing" layer names.
+        """
+        del by_name  # matching is always by name
+        if str(filepath).endswith(".weights.h5"):
+            self.keras_model.load_weights(filepath)
+            report = {"loaded": [layer.name for layer in self.keras_model.layers],
+                      "skipped": [], "missing": []}
+        else:
+            report = weights_io.load_weights(self.keras_model, filepath, exclude=exclude)
+        if verbose:
+            print(f"Loaded {len(report['loaded'])} layers from {filepath}"
+                  + (f"; not in the file: {report['missing']}" if report["missing"] else ""))
+        self.set_log_dir(filepath)
+        return report
+
+    # --- Training ---------------------------------------------------------------------
+    def compile(self, learning_rate, momentum=None, total_steps=1):
+        """Attach a fresh SGD optimiser (upstream compiles at every `train()`)."""
+        del momentum  # taken from config.LEARNING_MOMENTUM
+        optimizer = training.make_optimizer(self.config, learning_rate, total_steps)
+        self.keras_model.compile(optimizer=optimizer, jit_compile=False, run_eagerly=False)
+        optimizer.build(self.keras_model.trainable_variables)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
+              verbose=1, workers=1):
+        """Train until `epochs` (cumulative, as upstream) with the selected layers.
+
+        Args:
+            train_dataset, val_dataset: prepared `Dataset`s.
+            learning_rate: base learning rate of this stage.
+            epochs: the epoch number to train up to (not a count); resumes at `self.epoch`.
+            layers: "heads" | "3+" | "4+" | "5+" | "all" | a regex of layer names.
+            augmentation: an imgaug augmenter (or albumentations transform) for training.
+            custom_callbacks: extra keras callbacks.
+            no_augmentation_sources: dataset sources whose images are not augmented.
+        Returns:
+            the keras History of this stage.
+        Raises:
+            training.TrainingDivergedError: a loss or gradient became non-finite; the
+                weights and the newest checkpoint are from the last finite step/epoch.
+        """
+        if self.mode != "training":
+            raise ValueError("train() needs a model built with mode='training'")
+        self.config.validate()
+        self._check_dataset(train_dataset, "train_dataset")
+        self._check_dataset(val_dataset, "val_dataset")
+        seed = self.config.SEED
+        train_generator = DataGenerator(train_dataset, self.config, shuffle=True,
+                                        augmentation=augmentation, seed=seed,
+                                        no_augmentation_sources=no_augmentation_sources,
+                                        workers=workers)
+        val_generator = DataGenerator(val_dataset, self.config, shuffle=True,
+                                      seed=None if seed is None else seed + 1,
+                                      workers=workers)
+        os.makedirs(self.log_dir, exist_ok=True)
+        training.set_trainable(self.keras_model, layers, verbose=0)
+        steps = max(epochs - self.epoch, 0) * self.config.STEPS_PER_EPOCH
+        self.compile(learning_rate, total_steps=steps)
+
+        guard = training.NonFiniteGuard()
+        saver = training.CheckpointSaver(self.checkpoint_path, guard, self.config.to_json())
+        callbacks = [guard, saver,
+                     keras.callbacks.TensorBoard(log_dir=self.log_dir, update_freq="batch",
+                                                 write_graph=False)]
+        callbacks += list(custom_callbacks or [])
+        if verbose:
+            log(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
+            log(f"Checkpoint Path: {self.checkpoint_path}")
+        history = self.keras_model.fit(
+            train_generator, initial_epoch=self.epoch, epochs=epochs,
+            steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+            validation_data=val_generator, validation_steps=self.config.VALIDATION_STEPS,
+            verbose=verbose)
+        if guard.tripped:
+            last = saver.saved[-1] if saver.saved else None
+            raise training.TrainingDivergedError(
+                guard.message + (f"; the last good checkpoint is {last}" if last else
+                                 "; no checkpoint was written in this run"))
+        self.epoch = max(self.epoch, epochs)
+        return history
+
+    def _check_dataset(self, dataset, label):
+        try:
+            image_ids = dataset.image_ids
+        except AttributeError:
+            raise ValueError(f"{label}: call prepare() on the dataset before training") from None
+        if len(image_ids) == 0:
+            raise ValueError(f"{label} has no images")
+        if dataset.num_classes != self.config.NUM_CLASSES:
+            raise ValueError(
+                f"NUM_CLASSES is {self.config.NUM_CLASSES} in the config but {label} has "
+                f"{dataset.num_classes} classes (background included): "
+                f"{list(dataset.class_names)}")
+
+    # --- Inference --------------------------------------------------------------------
+    def mold_inputs(self, images):
+        """See `mrcnn.inference.mold_inputs`."""
+        return inference.mold_inputs(images, self.config)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
+                          window):
+        """See `mrcnn.inference.unmold_detections`."""
+        return inference.unmold_detections(detections, mrcnn_mask, original_image_shape,
+                                           image_shape, window)
+
+    def _predict(self, molded_images, image_metas):
+        """Run the inference graph on one batch: (detections, mrcnn_mask) as numpy."""
+        if self._predict_fn is None:
+            model = self.keras_model
+
+            @tf.function(reduce_retracing=True)
+            def predict(images, metas):
+                outputs = model({"input_image": images, "input_image_meta": metas},
+                                training=False)
+                return outputs["detections"], outputs["mrcnn_mask"]
+
+            self._predict_fn = predict
+        detections, masks = self._predict_fn(tf.constant(molded_images, tf.float32),
+                                             tf.constant(image_metas, tf.float32))
+        return detections.numpy(), masks.numpy()
+
+    def detect(self, images, verbose=0):
+        """Detect instances in any number of images of any sizes.
+
+        Images are molded, run in batches of BATCH_SIZE (the last one padded) and mapped
+        back to their own pixels.
+
+        Args:
+            images: list of [H, W, 3] uint8 images (grey and RGBA are converted).
+        Returns:
+            one dict per image: "rois" int32 [N, (y1, x1, y2, x2)] pixels of the original
+            image, "class_ids" int32 [N], "scores" float32 [N], "masks" bool [H, W, N].
+        """
+        if self.mode != "inference":
+            raise ValueError("detect() needs a model built with mode='inference'")
+        images = [inference.as_rgb(image, self.config.IMAGE_CHANNEL_COUNT, index)
+                  for index, image in enumerate(images)]
+        if verbose:
+            log(f"Processing {len(images)} images")
+        molded, metas, windows = self.mold_inputs(images)
+        results = [None] * len(images)
+        for batch in self._batches(molded):
+            batch_images = np.stack([molded[i] for i in batch])
+            batch_metas = metas[batch]
+            if verbose:
+                log("molded_images", batch_images)
+                log("image_metas", batch_metas)
+            padded_images, padded_metas = _pad_batch(batch_images, batch_metas,
+                                                     self.config.BATCH_SIZE)
+            detections, masks = self._predict(padded_images, padded_metas)
+            for row, index in enumerate(batch):
+                rois, class_ids, scores, full_masks = self.unmold_detections(
+                    detections[row], masks[row], images[index].shape,
+                    batch_images[row].shape, windows[index])
+                results[index] = {"rois": rois, "class_ids": class_ids, "scores": scores,
+                                  "masks": full_masks}
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded (e.g. from load_image_gt + mold_image).
+
+        Returns the same dicts as `detect`, in the pixels of each meta's original image.
+        """
+        if self.mode != "inference":
+            raise ValueError("detect_molded() needs a model built with mode='inference'")
+        molded_images = np.asarray(molded_images, dtype=np.float32)
+        image_metas = np.asarray(image_metas, dtype=np.float32)
+        parsed = parse_image_meta(image_metas)
+        results = []
+        for start in range(0, len(molded_images), self.config.BATCH_SIZE):
+            stop = start + self.config.BATCH_SIZE
+            images, metas = _pad_batch(molded_images[start:stop], image_metas[start:stop],
+                                       self.config.BATCH_SIZE)
+            detections, masks = self._predict(images, metas)
+            for row in range(min(stop, len(molded_images)) - start):
+                index = start + row
+                rois, class_ids, scores, full_masks = self.unmold_detections(
+                    detections[row], masks[row], parsed["original_image_shape"][index],
+                    molded_images[index].shape, parsed["window"][index])
+                results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                                "masks": full_masks})
+        return results
+
+    def _batches(self, molded):
+        """Indices grouped by molded shape, then in chunks of BATCH_SIZE."""
+        groups = {}
+        for index in range(len(molded)):
+            groups.setdefault(tuple(molded[index].shape), []).append(index)
+        size = self.config.BATCH_SIZE
+        for indices in groups.values():
+            for start in range(0, len(indices), size):
+                yield indices[start:start + size]
+
+    # --- Inspection -------------------------------------------------------------------
+    def ancestor(self, tensor, name, checked=None):
+        """Kept for upstream notebooks: Keras 3 graphs are inspected by layer name instead."""
+        del tensor, checked
+        return self.keras_model.get_layer(name).output
+
+    def find_trainable_layer(self, layer):
+        """The layer itself (Keras 3 needs no TimeDistributed wrappers here)."""
+        return layer
+
+    def get_trainable_layers(self):
+        """Layers with weights, nested models entered."""
+        return [layer for layer in training.iter_layers(self.keras_model) if layer.weights]
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Run the inference graph and return named intermediate tensors.
+
+        Args:
+            images: list of images (molded here as detect() does).
+            outputs: list of (name, tensor) with tensors of `keras_model`, e.g.
+                ("proposals", model.keras_model.get_layer("ROI").output).
+            image_metas: optional metas to use instead of the molded ones.
+        Returns:
+            dict name -> numpy array (batch axis first).
+        """
+        if self.mode != "inference":
+            raise ValueError("run_graph() needs a model built with mode='inference'")
+        names = [name for name, _ in outputs]
+        probe = keras.Model(inputs=self.keras_model.input,
+                            outputs=[tensor for _, tensor in outputs])
+        molded, metas, _ = self.mold_inputs(images)
+        metas = metas if image_metas is None else np.asarray(image_metas)
+        values = probe({"input_image": tf.constant(np.asarray(molded), tf.float32),
+                        "input_image_meta": tf.constant(metas, tf.float32)}, training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        result = {}
+        for name, value in zip(names, values):
+            result[name] = np.asarray(value)
+            log(name, result[name])
+        return result
+
+
+def _pad_batch(images, metas, batch_size):
+    """Repeat the last image so the batch is full (the graph's batch size is fixed)."""
+    missing = batch_size - len(images)
+    if missing <= 0:
+        return images, metas
+    images = np.concatenate([images, np.repeat(images[-1:], missing, axis=0)])
+    metas = np.concatenate([metas, np.repeat(metas[-1:], missing, axis=0)])
+    return images, metas
