@@ -178,7 +178,7 @@ class Dataset:
 
         Returns:
             uint8 array [H, W, 3], RGB. Greyscale images are repeated over three channels
-            and an alpha channel is dropped; other bit depths are rescaled to 0..255.
+            and an alpha channel (of RGBA or grey + alpha images) is dropped; other bit depths are rescaled to 0..255.
 
         Raises:
             IndexError: ``image_id`` is not an image of this dataset.
@@ -190,7 +190,7 @@ class Dataset:
         except Exception as err:  # noqa: BLE001 - readers raise many types; report one.
             raise OSError(f"Cannot read image {image_id} from {path!r}: {err}") from err
         image = np.asarray(image)
-        if image.ndim == 3 and image.shape[-1] == 1:
+        if image.ndim == 3 and image.shape[-1] in (1, 2):  # grey, or grey + alpha
             image = image[..., 0]
         if image.ndim == 2:
             image = skimage.color.gray2rgb(image)

@@ -4,6 +4,7 @@ import logging
 import numpy as np
 import pytest
 import skimage.io
+from PIL import Image
 
 from mrcnn.dataset import Dataset
 
@@ -102,6 +103,18 @@ def test_load_image_drops_alpha(tmp_path):
     image = _dataset_with(path).load_image(0)
     assert image.dtype == np.uint8 and image.shape == (9, 7, 3)
     np.testing.assert_array_equal(image, rgba[..., :3])
+
+
+def test_load_image_grey_alpha_to_rgb(tmp_path):
+    grey_alpha = np.zeros((6, 5, 2), np.uint8)
+    grey_alpha[..., 0] = np.arange(30).reshape(6, 5) * 8
+    grey_alpha[..., 1] = 128
+    path = tmp_path / "grey_alpha.png"
+    Image.fromarray(grey_alpha).save(path)  # an "LA" PNG
+    image = _dataset_with(path).load_image(0)
+    assert image.shape == (6, 5, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(image[..., c], grey_alpha[..., 0])
 
 
 def test_load_image_rgb_round_trip(tmp_path):
