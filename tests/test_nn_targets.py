@@ -268,6 +268,19 @@ def test_layer_symbolic_shapes_and_config_round_trip():
     assert sorted(results[1][0][:3]) == [1, 1, 2]
 
 
+def test_layer_keeps_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = DetectionTargetLayer(TargetConfig(), seed=7)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    tf.random.set_seed(1)
+    rois, _, deltas, _ = (o.numpy() for o in layer(list(batch_inputs())))
+    assert rois.dtype == np.float32
+    row = row_of(rois[0], PROPOSALS[1])
+    np.testing.assert_allclose(deltas[0, row], refinement(PROPOSALS[1], GT_BOXES[0]), atol=1e-5)
+
+
 def test_layer_takes_the_seed_from_config():
     config = TargetConfig()
     config.SEED = 11

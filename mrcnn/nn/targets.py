@@ -175,6 +175,8 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, config, seed=None, fill_negatives=False, name="proposal_targets",
                  **kwargs):
+        # Box deltas need float32 inputs even under a mixed-precision policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(name=name, **kwargs)
         if not isinstance(config, dict):
             seed = getattr(config, "SEED", None) if seed is None else seed
