@@ -21,9 +21,10 @@ import math
 import cv2
 import numpy as np
 
+from mrcnn.config import Config
 from mrcnn.dataset import Dataset
 
-__all__ = ["ShapesDataset", "SHAPE_NAMES", "draw_shape", "shape_bbox"]
+__all__ = ["ShapesDataset", "ShapesConfig", "SHAPE_NAMES", "draw_shape", "shape_bbox"]
 
 SHAPE_NAMES = ("square", "circle", "triangle")
 """Class names in class-id order: "square" is class 1, "circle" 2, "triangle" 3."""
@@ -220,3 +221,38 @@ class ShapesDataset(Dataset):
         if info["source"] == "shapes":
             return info["shapes"]
         return super().image_reference(image_id)
+
+
+class ShapesConfig(Config):
+    """Settings that train Mask R-CNN on 128x128 shapes images from scratch on a CPU.
+
+    A light ResNet-18 backbone, narrow pyramid and heads, anchors scaled to the small
+    images, BatchNorm trained (there are no pretrained statistics to freeze), and a
+    warmed-up, cosine-decayed learning rate with gradient clipping.
+    """
+    NAME = "shapes"
+    NUM_CLASSES = 1 + len(SHAPE_NAMES)
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 8
+    STEPS_PER_EPOCH = 100
+    VALIDATION_STEPS = 2
+
+    BACKBONE = "resnet18"
+    TOP_DOWN_PYRAMID_SIZE = 64
+    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 128
+    POST_NMS_ROIS_TRAINING = 256
+    POST_NMS_ROIS_INFERENCE = 128
+    TRAIN_ROIS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 10
+    DETECTION_MAX_INSTANCES = 20
+
+    TRAIN_BN = None
+    LEARNING_RATE = 0.01
+    LEARNING_RATE_WARMUP_STEPS = 100
+    LEARNING_RATE_SCHEDULE = "cosine"
+    LEARNING_RATE_MIN_FACTOR = 0.02
+    SEED = 0

@@ -1,0 +1,73 @@
+"""Detect latency for one 1024x1024 image against the backbone-only floor.
+
+Prints one JSON line per backbone: median detect() seconds (molding, graph, unmolding and
+mask pasting included) after warm-up, median backbone-only forward seconds on the same
+molded input, and their ratio. Random weights: the graph's cost does not depend on them,
+but DETECTION_MIN_CONFIDENCE is 0 so that detect() pastes the full
+DETECTION_MAX_INSTANCES masks (the worst case for unmolding).
+
+    python bench/bench_detect.py [--backbones resnet50 resnet101] [--runs 5]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def _median_seconds(fn, runs):
+    fn()  # warm-up: tracing and first-call allocations
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_backbone(backbone, runs, size):
+    import keras
+    import tensorflow as tf
+
+    import mrcnn.model as modellib
+    from mrcnn.config import Config
+
+    class BenchConfig(Config):
+        NAME = "bench"
+        BACKBONE = backbone
+        GPU_COUNT = 1
+        IMAGES_PER_GPU = 1
+        NUM_CLASSES = 81
+        IMAGE_MIN_DIM = size
+        IMAGE_MAX_DIM = size
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    model = modellib.MaskRCNN("inference", BenchConfig(), model_dir="/tmp")
+    image = np.random.RandomState(0).randint(0, 255, (size, size, 3), dtype=np.uint8)
+    detect_s = _median_seconds(lambda: model.detect([image]), runs)
+
+    c5 = model.keras_model.get_layer("res5c_branch2c").output
+    backbone_model = keras.Model(model.keras_model.get_layer("input_image").output, c5)
+    molded, _, _ = model.mold_inputs([image])
+    molded = tf.constant(molded)
+    forward = tf.function(lambda x: backbone_model(x, training=False))
+    backbone_s = _median_seconds(lambda: forward(molded).numpy(), runs)
+    return {"bench": "detect", "backbone": backbone, "image": f"{size}x{size}",
+            "detect_s": round(detect_s, 4), "backbone_forward_s": round(backbone_s, 4),
+            "detect_over_backbone": round(detect_s / backbone_s, 2), "runs": runs,
+            "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backbones", nargs="+", default=["resnet50", "resnet101"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=1024)
+    args = parser.parse_args()
+    for backbone in args.backbones:
+        print(json.dumps(bench_backbone(backbone, args.runs, args.size)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
