@@ -1,0 +1,626 @@
+"""The training input path: from a Dataset image to the named inputs of the training graph.
+
+Frames and units used here:
+
+* images are uint8 [H, W, 3] until molded; a molded image is float32 ``image - MEAN_PIXEL``;
+* boxes are (y1, x1, y2, x2) in pixels of the molded image, y2/x2 exclusive (the graph
+  normalises them itself);
+* anchors are the pixel anchors of ``utils.generate_pyramid_anchors`` for
+  ``config.IMAGE_SHAPE``, in its order (level, then y, then x, then ratio);
+* masks are bool [h, w, N]: full-image masks, or mini masks of MINI_MASK_SHAPE cropped to
+  each instance's box when ``config.USE_MINI_MASK``.
+
+Randomness (RPN subsampling, instance subsampling, augmentation) is drawn from an ``rng``
+argument (``np.random.Generator`` or ``np.random.RandomState``); without one the global
+``np.random`` state is used, as upstream does. :class:`DataGenerator` derives one generator
+per sample from (seed, epoch, image_id), so a seed fixes its batches whatever the number or
+the order of workers.
+"""
+import logging
+import math
+
+import keras
+import numpy as np
+
+from mrcnn import utils
+from mrcnn.image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
+
+__all__ = [
+    "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta",
+    "parse_image_meta_graph", "load_image_gt", "build_rpn_targets", "generate_random_rois",
+    "build_detection_targets", "compute_anchors", "DataGenerator", "data_generator",
+    "MASK_AUGMENTERS", "INPUT_NAMES",
+]
+
+logger = logging.getLogger(__name__)
+
+# IoU thresholds of the RPN target assignment (upstream's values).
+RPN_POSITIVE_IOU = 0.7
+RPN_NEGATIVE_IOU = 0.3
+RPN_CROWD_IOU = 0.001
+
+# imgaug augmenters that move pixels without changing their values: the only ones that are
+# also applied to masks. Colour, blur and noise augmenters touch the image alone.
+MASK_AUGMENTERS = ("Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud",
+                   "CropAndPad", "Affine", "PiecewiseAffine")
+
+# Names of the training graph's inputs, in upstream's order.
+INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
+               "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+
+
+############################################################
+#  Molding
+############################################################
+
+def mold_image(images, config):
+    """Subtract the mean pixel: uint8/float [..., H, W, C] -> float32, same shape.
+
+    The only normalisation of the model's input (no division by a standard deviation).
+    """
+    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+
+
+def unmold_image(normalized_images, config):
+    """Inverse of :func:`mold_image`: add the mean pixel back -> uint8, same shape.
+
+    Values are truncated towards zero, as upstream's ``astype(np.uint8)``; callers pass
+    molded images, so they lie in [0, 255] after adding the mean.
+    """
+    return (normalized_images + np.asarray(config.MEAN_PIXEL, dtype=np.float32)).astype(np.uint8)
+
+
+############################################################
+#  One image and its ground truth
+############################################################
+
+def _random_state(rng):
+    """The rng to draw from: ``rng`` itself, or the global numpy state when it is None."""
+    return np.random if rng is None else rng
+
+
+def _integers(rng, low, high, size=None):
+    """Integers in [low, high) from a Generator, a RandomState or the np.random module."""
+    if isinstance(rng, np.random.Generator):
+        return rng.integers(low, high, size)
+    return rng.randint(low, high, size)
+
+
+def _random_int(rng, high):
+    """One integer in [0, high)."""
+    return int(_integers(rng, 0, high))
+
+
+def _mask_hook(images, augmenter, parents, default):
+    """imgaug activator: apply only geometric augmenters (MASK_AUGMENTERS) to masks."""
+    return augmenter.__class__.__name__ in MASK_AUGMENTERS
+
+
+def apply_augmentation(image, mask, augmentation, rng=None):
+    """Apply one imgaug augmenter to an image and its masks with the same random draw.
+
+    image: uint8 [H, W, 3]. mask: bool [H, W, N] full-image masks.
+    augmentation: an imgaug augmenter. rng: seeds the draw (reproducible); None uses
+        the augmenter's own random state.
+
+    The augmenter is made deterministic, run on the image, then run on the masks with a
+    hook that lets only MASK_AUGMENTERS act. Augmenters must keep the image shape.
+
+    Returns: (image uint8 [H, W, 3], mask bool [H, W, N]).
+    """
+    from mrcnn.imgaug_compat import imgaug
+
+    deterministic = augmentation.to_deterministic()
+    if rng is not None:
+        deterministic.seed_(_random_int(rng, 2 ** 31 - 1), deterministic_too=True)
+    image_shape, mask_shape = image.shape, mask.shape
+    image = deterministic.augment_image(image)
+    mask = deterministic.augment_image(
+        mask.astype(np.uint8), hooks=imgaug.HooksImages(activator=_mask_hook))
+    if image.shape != image_shape or mask.shape != mask_shape:
+        raise ValueError(
+            f"augmentation changed the image shape {image_shape} -> {image.shape} or the "
+            f"mask shape {mask_shape} -> {mask.shape}; use augmenters that keep the size")
+    return image, mask.astype(bool)
+
+
+def _active_class_ids(dataset, image_id):
+    """int32 [num_classes]: 1 for the classes of the image's source (background included)."""
+    active = np.zeros([dataset.num_classes], dtype=np.int32)
+    source = dataset.image_info[image_id]["source"]
+    active[dataset.source_class_ids[source]] = 1
+    return active
+
+
+def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=None, *,
+                  augment=False, rng=None):
+    """Load an image with its ground truth, resized as the model sees it.
+
+    Args:
+        dataset: a prepared Dataset. config: a Config (IMAGE_* resize settings,
+            MINI_MASK_SHAPE, USE_MINI_MASK).
+        image_id: internal image id.
+        augmentation: optional imgaug augmenter, applied after resizing; only geometric
+            augmenters (MASK_AUGMENTERS) also move the masks.
+        use_mini_mask: store masks as mini masks; None means config.USE_MINI_MASK.
+        augment: deprecated upstream flag: flip left-right with probability 0.5.
+        rng: random source for ``augment`` and ``augmentation`` (see the module docstring).
+
+    Returns:
+        image: uint8 [H, W, 3] molded size (not mean-subtracted).
+        image_meta: float32 [IMAGE_META_SIZE] (see mrcnn.image_meta).
+        class_ids: int32 [N]. Instances whose mask is empty after resizing, cropping or
+            augmentation are dropped.
+        bbox: int32 [N, (y1, x1, y2, x2)] pixels, the extent of each mask.
+        mask: bool [H, W, N], or [MINI_MASK_SHAPE..., N] mini masks.
+    """
+    if use_mini_mask is None:
+        use_mini_mask = config.USE_MINI_MASK
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask(image_id)
+    original_shape = image.shape
+    image, window, scale, padding, crop = utils.resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    mask = utils.resize_mask(mask, scale, padding, crop).astype(bool)
+
+    if augment:
+        logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
+        if _random_int(_random_state(rng), 2):
+            image, mask = np.fliplr(image), np.fliplr(mask)
+    if augmentation is not None:
+        image, mask = apply_augmentation(image, mask, augmentation, rng)
+
+    present = mask.any(axis=(0, 1))
+    mask = mask[:, :, present]
+    class_ids = np.asarray(class_ids, dtype=np.int32)[present]
+    bbox = utils.extract_bboxes(mask)
+    if use_mini_mask:
+        mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+    image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
+                                    _active_class_ids(dataset, image_id))
+    return np.ascontiguousarray(image), image_meta, class_ids, bbox, mask
+
+
+############################################################
+#  RPN targets
+############################################################
+
+def _best_anchor_per_gt(overlaps):
+    """bool [A]: anchors whose IoU with some GT box equals that box's largest IoU.
+
+    overlaps: [A, G] IoU of anchors with the (non-crowd) GT boxes.
+
+    Every anchor tied at a GT box's maximum is selected, as upstream's
+    ``argwhere(overlaps == max)``. A GT box that overlaps no anchor at all (maximum 0)
+    selects nothing; upstream would select every anchor there.
+    """
+    if overlaps.shape[1] == 0:
+        return np.zeros(overlaps.shape[0], dtype=bool)
+    best = overlaps.max(axis=0)
+    return np.any((overlaps == best) & (best > 0), axis=1)
+
+
+def _disable_extra(rpn_match, value, keep, rng):
+    """Set random entries equal to ``value`` back to 0 (neutral) so at most ``keep`` remain."""
+    ids = np.flatnonzero(rpn_match == value)
+    extra = len(ids) - keep
+    if extra > 0:
+        rpn_match[rng.choice(ids, extra, replace=False)] = 0
+
+
+def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=None):
+    """Which anchors are foreground/background, and the deltas of the foreground ones.
+
+    Args:
+        image_shape: (H, W, C) of the molded image (unused; kept for upstream's signature).
+        anchors: [A, (y1, x1, y2, x2)] pixels.
+        gt_class_ids: int [G]; negative ids are crowd boxes, 0 is padding (ignored).
+        gt_boxes: [G, (y1, x1, y2, x2)] pixels.
+        config: uses RPN_TRAIN_ANCHORS_PER_IMAGE and RPN_BBOX_STD_DEV.
+        rng: random source of the subsampling.
+
+    Rules (upstream's): an anchor with IoU >= 0.001 with a crowd box is never negative;
+    IoU < 0.3 with every GT box -> negative; the best anchor(s) of each GT box and
+    IoU >= 0.7 -> positive. Positives are subsampled to RPN_TRAIN_ANCHORS_PER_IMAGE // 2,
+    then negatives to fill up RPN_TRAIN_ANCHORS_PER_IMAGE.
+
+    Returns:
+        rpn_match: int32 [A], 1 positive, -1 negative, 0 neutral.
+        rpn_bbox: float32 [RPN_TRAIN_ANCHORS_PER_IMAGE, (dy, dx, log dh, log dw)]: the
+            deltas from each positive anchor (in anchor order) to the GT box it overlaps
+            most, divided by RPN_BBOX_STD_DEV; zero rows after the last positive.
+    """
+    rng = _random_state(rng)
+    anchors = np.asarray(anchors)
+    gt_class_ids = np.asarray(gt_class_ids)
+    gt_boxes = np.asarray(gt_boxes)
+    count = config.RPN_TRAIN_ANCHORS_PER_IMAGE
+    rpn_match = np.zeros([anchors.shape[0]], dtype=np.int32)
+    rpn_bbox = np.zeros([count, 4], dtype=np.float32)
+
+    crowd = gt_class_ids < 0
+    if crowd.any():
+        crowd_iou = utils.compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1)
+        no_crowd = crowd_iou < RPN_CROWD_IOU
+    else:
+        no_crowd = np.ones([anchors.shape[0]], dtype=bool)
+    gt_boxes = gt_boxes[gt_class_ids > 0]
+
+    overlaps = utils.compute_overlaps(anchors, gt_boxes)              # [A, G]
+    if gt_boxes.shape[0]:
+        anchor_gt = overlaps.argmax(axis=1)                           # [A]
+        anchor_iou = overlaps[np.arange(anchors.shape[0]), anchor_gt]
+    else:
+        anchor_gt = np.zeros([anchors.shape[0]], dtype=np.int64)
+        anchor_iou = np.zeros([anchors.shape[0]])
+    rpn_match[(anchor_iou < RPN_NEGATIVE_IOU) & no_crowd] = -1
+    rpn_match[_best_anchor_per_gt(overlaps)] = 1
+    rpn_match[anchor_iou >= RPN_POSITIVE_IOU] = 1
+
+    _disable_extra(rpn_match, 1, count // 2, rng)
+    _disable_extra(rpn_match, -1, count - np.sum(rpn_match == 1), rng)
+
+    positive = np.flatnonzero(rpn_match == 1)
+    deltas = utils.box_refinement(anchors[positive], gt_boxes[anchor_gt[positive]])
+    rpn_bbox[:len(positive)] = deltas / np.asarray(config.RPN_BBOX_STD_DEV)
+    return rpn_match, rpn_bbox
+
+
+############################################################
+#  Random ROIs and detection-head targets (for inspection and USE_RPN_ROIS=False)
+############################################################
+
+def _random_boxes(rng, count, y_range, x_range):
+    """int32 [count, (y1, x1, y2, x2)] with y1 < y2 in [y_range) and x1 < x2 in [x_range).
+
+    Pairs of coordinates are drawn uniformly and sorted; pairs closer than 1 pixel are
+    redrawn. A range narrower than 2 pixels cannot hold such a pair and raises ValueError.
+    """
+    pairs = []
+    for low, high in (y_range, x_range):
+        if high - low < 2:
+            raise ValueError(f"cannot draw boxes in the pixel range [{low}, {high})")
+        values = np.zeros([0, 2], dtype=np.int64)
+        while len(values) < count:
+            draw = _integers(rng, low, high, (2 * count, 2))
+            values = np.concatenate([values, draw[draw[:, 0] != draw[:, 1]]])
+        pairs.append(np.sort(values[:count], axis=1))
+    (y1, y2), (x1, x2) = pairs[0].T, pairs[1].T
+    return np.stack([y1, x1, y2, x2], axis=1).astype(np.int32)
+
+
+def generate_random_rois(image_shape, count, gt_class_ids, gt_boxes, rng=None):
+    """Random ROIs, most of them around the GT boxes, as upstream's inspection helper.
+
+    image_shape: (H, W, ...). count: number of ROIs. gt_boxes: [G, (y1, x1, y2, x2)] pixels.
+
+    For each GT box, int(0.9 * count / G) ROIs lie within the box grown by its own height
+    and width on each side (clipped to the image); the rest lie anywhere in the image.
+
+    Returns: int32 [count, (y1, x1, y2, x2)] pixels, every box at least 1 pixel high/wide.
+    """
+    rng = _random_state(rng)
+    gt_boxes = np.asarray(gt_boxes)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    per_box = int(0.9 * count / gt_boxes.shape[0]) if gt_boxes.shape[0] else 0
+    rois = []
+    for y1, x1, y2, x2 in gt_boxes.astype(np.int64):
+        h, w = y2 - y1, x2 - x1
+        rois.append(_random_boxes(rng, per_box, (max(y1 - h, 0), min(y2 + h, height)),
+                                  (max(x1 - w, 0), min(x2 + w, width))))
+    rois.append(_random_boxes(rng, count - per_box * gt_boxes.shape[0], (0, height), (0, width)))
+    return np.concatenate(rois, axis=0)
+
+
+def _sample(rng, ids, size, replace=False):
+    """``size`` entries of ``ids`` drawn at random (all of them, in order, when too few)."""
+    if not replace and len(ids) <= size:
+        return ids
+    return rng.choice(ids, size, replace=replace)
+
+
+def _roi_mask_target(config, roi, gt_box, gt_mask):
+    """float32 MASK_SHAPE: the GT mask cropped to the ROI and resized (bilinear).
+
+    roi, gt_box: (y1, x1, y2, x2) pixels. gt_mask: bool [H, W] full-image mask, or the
+    mini mask of gt_box when config.USE_MINI_MASK.
+    """
+    y1, x1, y2, x2 = np.asarray(roi).astype(np.int64)
+    if config.USE_MINI_MASK:
+        canvas = (max(int(gt_box[2]), y2), max(int(gt_box[3]), x2))
+        gt_mask = utils.expand_mask(np.asarray(gt_box)[None], gt_mask[:, :, None],
+                                    canvas)[:, :, 0]
+    crop = gt_mask[y1:y2, x1:x2].astype(np.float32)
+    return utils.resize(crop, config.MASK_SHAPE).astype(np.float32)
+
+
+def _sample_rois(rng, roi_iou, total, positive_ratio):
+    """Indices of the ROIs to keep: positives (IoU > 0.5) first, then negatives (< 0.5).
+
+    At most int(total * positive_ratio) positives; negatives fill up ``total``; when there
+    are too few, kept negatives (or, without any, kept positives) are repeated at random.
+    """
+    fg = _sample(rng, np.flatnonzero(roi_iou > 0.5), int(total * positive_ratio))
+    bg = _sample(rng, np.flatnonzero(roi_iou < 0.5), total - len(fg))
+    keep = np.concatenate([fg, bg]).astype(np.int64)
+    short = total - len(keep)
+    if short > 0:
+        pool = bg if len(bg) else fg
+        if not len(pool):
+            raise ValueError("every ROI has an IoU of exactly 0.5: nothing to sample")
+        keep = np.concatenate([keep, _sample(rng, pool, short, replace=True)])
+    return keep.astype(np.int64)
+
+
+def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, rng=None):
+    """Targets of the detection heads for given ROIs, in numpy (upstream's inspection helper).
+
+    Args:
+        rpn_rois: int [R, (y1, x1, y2, x2)] pixels. gt_class_ids: int32 [G] (<= 0 ignored).
+        gt_boxes: int32 [G, 4] pixels. gt_masks: bool [H, W, G] or mini masks.
+        config: uses TRAIN_ROIS_PER_IMAGE, ROI_POSITIVE_RATIO, NUM_CLASSES, BBOX_STD_DEV,
+            MASK_SHAPE, USE_MINI_MASK.
+        rng: random source of the sampling.
+
+    An ROI with IoU > 0.5 with a GT box is positive and takes the class of the GT box it
+    overlaps most; IoU < 0.5 is negative (class 0). See :func:`_sample_rois`.
+
+    Returns:
+        rois: [TRAIN_ROIS_PER_IMAGE, 4] pixels, positives first.
+        class_ids: int32 [TRAIN_ROIS_PER_IMAGE], 0 for negatives.
+        bboxes: float32 [TRAIN_ROIS_PER_IMAGE, NUM_CLASSES, 4]: deltas / BBOX_STD_DEV in
+            the slot of the positive's class, zeros elsewhere.
+        masks: float32 [TRAIN_ROIS_PER_IMAGE, MASK_H, MASK_W, NUM_CLASSES]: the GT mask
+            inside the ROI, in the slot of the positive's class.
+    """
+    rng = _random_state(rng)
+    rpn_rois = np.asarray(rpn_rois)
+    total = config.TRAIN_ROIS_PER_IMAGE
+    instances = np.flatnonzero(np.asarray(gt_class_ids) > 0)
+    if not len(rpn_rois) or not len(instances):
+        raise ValueError("build_detection_targets needs at least one ROI and one GT instance")
+    gt_class_ids = np.asarray(gt_class_ids)[instances]
+    gt_boxes = np.asarray(gt_boxes)[instances]
+    gt_masks = gt_masks[:, :, instances]
+
+    overlaps = utils.compute_overlaps(rpn_rois, gt_boxes)
+    roi_gt = overlaps.argmax(axis=1)
+    roi_iou = overlaps[np.arange(len(rpn_rois)), roi_gt]
+    keep = _sample_rois(rng, roi_iou, total, config.ROI_POSITIVE_RATIO)
+    rois, assigned = rpn_rois[keep], roi_gt[keep]
+    class_ids = np.where(roi_iou[keep] > 0.5, gt_class_ids[assigned], 0).astype(np.int32)
+
+    bboxes = np.zeros([total, config.NUM_CLASSES, 4], dtype=np.float32)
+    masks = np.zeros([total, *config.MASK_SHAPE, config.NUM_CLASSES], dtype=np.float32)
+    positive = np.flatnonzero(class_ids > 0)
+    bboxes[positive, class_ids[positive]] = (
+        utils.box_refinement(rois[positive], gt_boxes[assigned[positive]])
+        / np.asarray(config.BBOX_STD_DEV))
+    for i in positive:
+        gt = assigned[i]
+        masks[i, :, :, class_ids[i]] = _roi_mask_target(config, rois[i], gt_boxes[gt],
+                                                        gt_masks[:, :, gt])
+    return rois, class_ids, bboxes, masks
+
+
+############################################################
+#  Batches for Keras
+############################################################
+
+def compute_anchors(config):
+    """Pixel anchors [A, 4] of config.IMAGE_SHAPE, in the order of the RPN outputs."""
+    return utils.generate_pyramid_anchors(
+        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+        utils.compute_backbone_shapes(config, config.IMAGE_SHAPE),
+        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+
+
+def _subsample_instances(rng, limit, class_ids, boxes, masks):
+    """Keep at most ``limit`` instances, chosen at random (order of the draw)."""
+    if len(class_ids) <= limit:
+        return class_ids, boxes, masks
+    ids = rng.choice(np.arange(len(class_ids)), limit, replace=False)
+    return class_ids[ids], boxes[ids], masks[:, :, ids]
+
+
+class DataGenerator(keras.utils.PyDataset):
+    """Training batches of a Dataset, for ``keras.Model.fit``.
+
+    ``dataset[i]`` is ``(inputs,)`` where ``inputs`` is a dict keyed by the training
+    graph's input names (B = batch size, A = anchors, K = RPN_TRAIN_ANCHORS_PER_IMAGE,
+    M = MAX_GT_INSTANCES, h x w = MINI_MASK_SHAPE or the image size):
+
+        input_image         float32 [B, H, W, 3]   molded (image - MEAN_PIXEL)
+        input_image_meta    float32 [B, IMAGE_META_SIZE]
+        input_rpn_match     int32   [B, A, 1]      1 / -1 / 0
+        input_rpn_bbox      float32 [B, K, 4]      deltas / RPN_BBOX_STD_DEV
+        input_gt_class_ids  int32   [B, M]         0 = padding, negative = crowd
+        input_gt_boxes      float32 [B, M, 4]      pixels
+        input_gt_masks      bool    [B, h, w, M]
+
+    With ``random_rois`` > 0, ``inputs["input_roi"]`` holds int32 [B, random_rois, 4] random
+    ROIs in pixels; with ``detection_targets`` as well, the item is ``(inputs, targets)``
+    where ``targets`` holds "rois" [B, T, 4], "mrcnn_class_ids" int32 [B, T, 1],
+    "mrcnn_bbox" [B, T, NUM_CLASSES, 4] and "mrcnn_mask" [B, T, mh, mw, NUM_CLASSES]
+    (T = TRAIN_ROIS_PER_IMAGE).
+
+    An epoch is ceil(num_images / batch_size) batches over a permutation of the images
+    (the identity when ``shuffle`` is False); the last batch wraps around to the start of
+    the permutation. An image without instances is replaced by the next one in the
+    permutation. Each sample's randomness comes from ``seed``, the epoch and its image id,
+    so a seed fixes every batch whatever the worker order; ``on_epoch_end`` moves to the
+    next epoch and its permutation.
+    """
+
+    def __init__(self, dataset, config, shuffle=True, augmentation=None, batch_size=None,
+                 seed=None, no_augmentation_sources=None, random_rois=0,
+                 detection_targets=False, augment=False, **pydataset_kwargs):
+        super().__init__(**pydataset_kwargs)
+        if len(dataset.image_ids) == 0:
+            raise ValueError("the dataset holds no images; did you call prepare()?")
+        self.dataset = dataset
+        self.config = config
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.augment = augment
+        self.batch_size = int(batch_size or config.BATCH_SIZE)
+        if seed is None:
+            seed = getattr(config, "SEED", None)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2 ** 63))
+        self.seed = int(seed)
+        self.no_augmentation_sources = set(no_augmentation_sources or [])
+        self.random_rois = int(random_rois)
+        self.detection_targets = bool(detection_targets)
+        self.anchors = compute_anchors(config)
+        self.epoch = 0
+        self._order = self._permutation()
+
+    # ---------------------------------------------------------------- indexing
+    def __len__(self):
+        return math.ceil(len(self.dataset.image_ids) / self.batch_size)
+
+    def on_epoch_end(self):
+        """Advance to the next epoch: a new permutation and new per-sample draws."""
+        self.epoch += 1
+        self._order = self._permutation()
+
+    def _permutation(self):
+        """The image ids in this epoch's order."""
+        image_ids = np.asarray(self.dataset.image_ids)
+        if not self.shuffle:
+            return image_ids.copy()
+        return np.random.default_rng([self.seed, self.epoch]).permutation(image_ids)
+
+    def _sample_rng(self, image_id):
+        """The random source of one sample: a function of (seed, epoch, image_id)."""
+        return np.random.default_rng([self.seed, self.epoch, int(image_id)])
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range for {len(self)} batches")
+        samples, position = [], index * self.batch_size
+        while len(samples) < self.batch_size:
+            sample, position = self._next_sample(position)
+            samples.append(sample)
+        inputs, targets = self._collate(samples)
+        if targets is not None:
+            return inputs, targets
+        return (inputs,)
+
+    def _next_sample(self, position):
+        """The first sample with instances at or after ``position`` in the permutation.
+
+        Returns (sample dict, the position after it).
+        """
+        order = self._order
+        for step in range(len(order)):
+            image_id = order[(position + step) % len(order)]
+            sample = self.load_sample(image_id)
+            if sample is not None:
+                return sample, position + step + 1
+        raise ValueError("no image of the dataset has an instance with a positive class id")
+
+    # ---------------------------------------------------------------- one sample
+    def load_sample(self, image_id):
+        """All training arrays of one image, or None when it has no instance to learn."""
+        config, rng = self.config, self._sample_rng(image_id)
+        source = self.dataset.image_info[image_id]["source"]
+        augmentation = None if source in self.no_augmentation_sources else self.augmentation
+        try:
+            image, image_meta, class_ids, boxes, masks = load_image_gt(
+                self.dataset, config, image_id, augmentation=augmentation,
+                use_mini_mask=config.USE_MINI_MASK, augment=self.augment, rng=rng)
+        except Exception as error:
+            error.add_note(f"while loading image {image_id} "
+                           f"({self.dataset.image_reference(image_id)!r})")
+            raise
+        if not np.any(class_ids > 0):
+            return None
+        rpn_match, rpn_bbox = build_rpn_targets(image.shape, self.anchors, class_ids, boxes,
+                                                config, rng=rng)
+        sample = {"image": image, "image_meta": image_meta, "rpn_match": rpn_match,
+                  "rpn_bbox": rpn_bbox}
+        if self.random_rois:
+            rois = generate_random_rois(image.shape, self.random_rois, class_ids, boxes, rng)
+            sample["random_rois"] = rois
+            if self.detection_targets:
+                sample["detection"] = build_detection_targets(rois, class_ids, boxes, masks,
+                                                              config, rng)
+        class_ids, boxes, masks = _subsample_instances(rng, config.MAX_GT_INSTANCES,
+                                                       class_ids, boxes, masks)
+        sample.update(class_ids=class_ids, boxes=boxes, masks=masks)
+        return sample
+
+    # ---------------------------------------------------------------- batching
+    def _collate(self, samples):
+        """Stack samples into (inputs dict, targets dict or None)."""
+        config, batch = self.config, len(samples)
+        limit = config.MAX_GT_INSTANCES
+        mask_hw = samples[0]["masks"].shape[:2]
+        gt_class_ids = np.zeros([batch, limit], dtype=np.int32)
+        gt_boxes = np.zeros([batch, limit, 4], dtype=np.float32)
+        gt_masks = np.zeros([batch, *mask_hw, limit], dtype=bool)
+        for b, sample in enumerate(samples):
+            n = len(sample["class_ids"])
+            gt_class_ids[b, :n] = sample["class_ids"]
+            gt_boxes[b, :n] = sample["boxes"]
+            gt_masks[b, :, :, :n] = sample["masks"]
+        inputs = {
+            "input_image": mold_image(np.stack([s["image"] for s in samples]), config),
+            "input_image_meta": np.stack([s["image_meta"] for s in samples]),
+            "input_rpn_match": np.stack([s["rpn_match"] for s in samples])[:, :, None],
+            "input_rpn_bbox": np.stack([s["rpn_bbox"] for s in samples]),
+            "input_gt_class_ids": gt_class_ids,
+            "input_gt_boxes": gt_boxes,
+            "input_gt_masks": gt_masks,
+        }
+        targets = None
+        if self.random_rois:
+            inputs["input_roi"] = np.stack([s["random_rois"] for s in samples])
+            if self.detection_targets:
+                rois, class_ids, bboxes, masks = (np.stack(parts) for parts in
+                                                  zip(*(s["detection"] for s in samples)))
+                targets = {"rois": rois, "mrcnn_class_ids": class_ids[:, :, None],
+                           "mrcnn_bbox": bboxes, "mrcnn_mask": masks}
+        return inputs, targets
+
+    def as_lists(self, index):
+        """Batch ``index`` in upstream's generator layout: (inputs list, outputs list).
+
+        inputs: the seven arrays in INPUT_NAMES order, then the random ROIs and the
+        detection ROIs when requested; outputs: [] or the three detection targets.
+        """
+        item = self[index]
+        inputs = item[0]
+        values = [inputs[name] for name in INPUT_NAMES]
+        outputs = []
+        if self.random_rois:
+            values.append(inputs["input_roi"])
+            if self.detection_targets:
+                targets = item[1]
+                values.append(targets["rois"])
+                outputs = [targets["mrcnn_class_ids"], targets["mrcnn_bbox"],
+                           targets["mrcnn_mask"]]
+        return values, outputs
+
+
+def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None,
+                   random_rois=0, batch_size=1, detection_targets=False,
+                   no_augmentation_sources=None):
+    """Upstream's endless Python generator, over :class:`DataGenerator`.
+
+    Yields ``(inputs, outputs)``: ``inputs`` = [images, image_meta, rpn_match, rpn_bbox,
+    gt_class_ids, gt_boxes, gt_masks] (+ [random rois] (+ [rois])), ``outputs`` = [] or
+    [mrcnn_class_ids, mrcnn_bbox, mrcnn_mask]; shapes and dtypes as in DataGenerator.
+    The seed is config.SEED (random when None).
+    """
+    generator = DataGenerator(
+        dataset, config, shuffle=shuffle, augmentation=augmentation, batch_size=batch_size,
+        no_augmentation_sources=no_augmentation_sources, random_rois=random_rois,
+        detection_targets=detection_targets, augment=augment)
+    while True:
+        for index in range(len(generator)):
+            yield generator.as_lists(index)
+        generator.on_epoch_end()
