@@ -16,8 +16,10 @@ argument (``np.random.Generator`` or ``np.random.RandomState``); without one the
 per sample from (seed, epoch, image_id), so a seed fixes its batches whatever the number or
 the order of workers.
 """
+import itertools
 import logging
 import math
+import sys
 
 import keras
 import numpy as np
@@ -445,17 +447,27 @@ class DataGenerator(keras.utils.PyDataset):
     "mrcnn_bbox" [B, T, NUM_CLASSES, 4] and "mrcnn_mask" [B, T, mh, mw, NUM_CLASSES]
     (T = TRAIN_ROIS_PER_IMAGE).
 
-    An epoch is ceil(num_images / batch_size) batches over a permutation of the images
-    (the identity when ``shuffle`` is False); the last batch wraps around to the start of
-    the permutation. An image without instances is replaced by the next one in the
-    permutation. Each sample's randomness comes from ``seed``, the epoch and its image id,
-    so a seed fixes every batch whatever the worker order; ``on_epoch_end`` moves to the
-    next epoch and its permutation.
+    Order: an epoch reads a stream of samples made of successive passes over the data
+    set, each pass a permutation of the image ids (the identity when ``shuffle`` is False).
+    Batch i holds stream positions i*B .. i*B + B-1. An epoch is ``steps_per_epoch``
+    batches, by default ceil(num_images / batch_size) (one pass; the last batch runs into
+    the next pass). Give ``steps_per_epoch`` when ``fit`` is given more steps per epoch
+    than that (e.g. config.STEPS_PER_EPOCH on a small data set): Keras stops an epoch
+    when its data set runs out. An image without instances is replaced by the next one
+    in the stream.
+
+    Randomness: the permutation of pass k of epoch e is a function of (seed, e, k), each
+    sample's draws (augmentation, RPN and instance subsampling) of (seed, e, k, image_id),
+    so a seed fixes every batch whatever the number or the order of workers.
+    ``on_epoch_end`` (called by Keras) moves to the next epoch; set ``epoch`` to resume.
+    Call ``fit(..., shuffle=False)``: the generator shuffles itself, and Keras' own shuffle
+    would reorder the batches of an epoch with Python's global ``random`` state.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, batch_size=None,
                  seed=None, no_augmentation_sources=None, random_rois=0,
-                 detection_targets=False, augment=False, **pydataset_kwargs):
+                 detection_targets=False, augment=False, steps_per_epoch=None,
+                 **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
         if len(dataset.image_ids) == 0:
             raise ValueError("the dataset holds no images; did you call prepare()?")
@@ -465,6 +477,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.augmentation = augmentation
         self.augment = augment
         self.batch_size = int(batch_size or config.BATCH_SIZE)
+        self.steps_per_epoch = steps_per_epoch
         if seed is None:
             seed = getattr(config, "SEED", None)
         if seed is None:
@@ -475,57 +488,68 @@ class DataGenerator(keras.utils.PyDataset):
         self.detection_targets = bool(detection_targets)
         self.anchors = compute_anchors(config)
         self.epoch = 0
-        self._order = self._permutation()
+        self._permutations = {}
 
     # ---------------------------------------------------------------- indexing
     def __len__(self):
+        if self.steps_per_epoch:
+            return int(self.steps_per_epoch)
         return math.ceil(len(self.dataset.image_ids) / self.batch_size)
 
     def on_epoch_end(self):
-        """Advance to the next epoch: a new permutation and new per-sample draws."""
+        """Advance to the next epoch: new permutations and new per-sample draws."""
         self.epoch += 1
-        self._order = self._permutation()
 
-    def _permutation(self):
-        """The image ids in this epoch's order."""
-        image_ids = np.asarray(self.dataset.image_ids)
-        if not self.shuffle:
-            return image_ids.copy()
-        return np.random.default_rng([self.seed, self.epoch]).permutation(image_ids)
+    def _permutation(self, epoch, data_pass):
+        """The image ids in the order of pass ``data_pass`` of ``epoch`` (cached)."""
+        key = (epoch, data_pass)
+        order = self._permutations.get(key)
+        if order is None:
+            order = np.asarray(self.dataset.image_ids).copy()
+            if self.shuffle:
+                order = np.random.default_rng([self.seed, epoch, data_pass]).permutation(order)
+            if len(self._permutations) >= 8:
+                self._permutations.clear()
+            self._permutations[key] = order
+        return order
 
-    def _sample_rng(self, image_id):
-        """The random source of one sample: a function of (seed, epoch, image_id)."""
-        return np.random.default_rng([self.seed, self.epoch, int(image_id)])
+    def _sample_rng(self, epoch, data_pass, image_id):
+        """The random source of one sample."""
+        return np.random.default_rng([self.seed, epoch, data_pass, int(image_id)])
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range for {len(self)} batches")
-        samples, position = [], index * self.batch_size
+        epoch, samples, position = self.epoch, [], index * self.batch_size
         while len(samples) < self.batch_size:
-            sample, position = self._next_sample(position)
+            sample, position = self._next_sample(epoch, position)
             samples.append(sample)
         inputs, targets = self._collate(samples)
         if targets is not None:
             return inputs, targets
         return (inputs,)
 
-    def _next_sample(self, position):
-        """The first sample with instances at or after ``position`` in the permutation.
+    def _next_sample(self, epoch, position):
+        """The first sample with instances at or after stream ``position`` of ``epoch``.
 
-        Returns (sample dict, the position after it).
+        Returns (sample dict, the stream position after it).
         """
-        order = self._order
-        for step in range(len(order)):
-            image_id = order[(position + step) % len(order)]
-            sample = self.load_sample(image_id)
+        count = len(self.dataset.image_ids)
+        for step in range(2 * count):  # covers at least one whole pass
+            data_pass, index = divmod(position + step, count)
+            image_id = self._permutation(epoch, data_pass)[index]
+            sample = self.load_sample(image_id, self._sample_rng(epoch, data_pass, image_id))
             if sample is not None:
                 return sample, position + step + 1
         raise ValueError("no image of the dataset has an instance with a positive class id")
 
     # ---------------------------------------------------------------- one sample
-    def load_sample(self, image_id):
-        """All training arrays of one image, or None when it has no instance to learn."""
-        config, rng = self.config, self._sample_rng(image_id)
+    def load_sample(self, image_id, rng=None):
+        """All training arrays of one image, or None when it has no instance to learn.
+
+        rng: the random source of the sample's draws; None uses the global numpy state.
+        """
+        config = self.config
         source = self.dataset.image_info[image_id]["source"]
         augmentation = None if source in self.no_augmentation_sources else self.augmentation
         try:
@@ -614,13 +638,13 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     Yields ``(inputs, outputs)``: ``inputs`` = [images, image_meta, rpn_match, rpn_bbox,
     gt_class_ids, gt_boxes, gt_masks] (+ [random rois] (+ [rois])), ``outputs`` = [] or
     [mrcnn_class_ids, mrcnn_bbox, mrcnn_mask]; shapes and dtypes as in DataGenerator.
-    The seed is config.SEED (random when None).
+    As upstream, batches follow one continuous stream of images, reshuffled at the start
+    of every pass over the data set. The seed is config.SEED (random when None).
     """
     generator = DataGenerator(
         dataset, config, shuffle=shuffle, augmentation=augmentation, batch_size=batch_size,
         no_augmentation_sources=no_augmentation_sources, random_rois=random_rois,
-        detection_targets=detection_targets, augment=augment)
-    while True:
-        for index in range(len(generator)):
-            yield generator.as_lists(index)
-        generator.on_epoch_end()
+        detection_targets=detection_targets, augment=augment,
+        steps_per_epoch=sys.maxsize // max(int(batch_size), 1))
+    for index in itertools.count():
+        yield generator.as_lists(index)

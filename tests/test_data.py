@@ -500,5 +500,22 @@ def test_data_generator_detection_targets_and_upstream_generator():
     for _ in range(2):
         inputs, _ = next(stream)
     np.testing.assert_array_equal(inputs[1][:, 0], [6, 7, 0])
-    inputs, _ = next(stream)  # the next epoch starts again at image 0
-    np.testing.assert_array_equal(inputs[1][:, 0], [0, 1, 2])
+    inputs, _ = next(stream)  # one continuous stream, as upstream's generator
+    np.testing.assert_array_equal(inputs[1][:, 0], [1, 2, 3])
+
+
+def test_data_generator_steps_per_epoch_runs_over_several_passes():
+    config = TinyConfig()
+    dataset = shapes()
+    generator = data.DataGenerator(dataset, config, seed=4, steps_per_epoch=6)
+    assert len(generator) == 6
+    ids = [int(i) for b in range(6) for i in generator[b][0]["input_image_meta"][:, 0]]
+    assert sorted(ids[:8]) == list(range(8))          # pass 0: every image once
+    assert len(set(ids[8:])) == 4 and ids[8:] != ids[:4]  # pass 1: a new order
+    # Resuming at epoch 1 gives the batches the first generator gives after an epoch.
+    resumed = data.DataGenerator(dataset, config, seed=4, steps_per_epoch=6)
+    resumed.epoch = 1
+    generator.on_epoch_end()
+    for b in (0, 5):
+        for name, value in generator[b][0].items():
+            np.testing.assert_array_equal(resumed[b][0][name], value)
