@@ -29,7 +29,8 @@ from mrcnn.image_meta import compose_image_meta, parse_image_meta, parse_image_m
 
 __all__ = [
     "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta",
-    "parse_image_meta_graph", "load_image_gt", "build_rpn_targets", "generate_random_rois",
+    "parse_image_meta_graph", "load_image_gt", "apply_augmentation", "build_rpn_targets",
+    "generate_random_rois",
     "build_detection_targets", "compute_anchors", "DataGenerator", "data_generator",
     "MASK_AUGMENTERS", "INPUT_NAMES",
 ]
