@@ -114,6 +114,21 @@ class Config:
     # steps of one `train()` call.
     LEARNING_RATE_SCHEDULE = "constant"
     LEARNING_RATE_MIN_FACTOR = 0.0
+    # Channels of the RPN's shared 3x3 conv and of the mask head's convs (upstream: 512 and
+    # 256, fixed). Narrower heads train much faster on a CPU; weights of other widths do
+    # not load into them.
+    RPN_CONV_SIZE = 512
+    MASK_HEAD_CONV_SIZE = 256
+    # Run the mask head in training on the rows that can hold positive ROIs only (the first
+    # int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)); the mask loss is defined on positives
+    # alone, so the loss is unchanged and the head costs about 1/ROI_POSITIVE_RATIO less.
+    MASK_HEAD_POSITIVES_ONLY = True
+    # Give each image's ground-truth boxes to the ROI sampler as extra proposals (as
+    # detectron2 does) so the heads see positives from the first step of training from
+    # scratch, and fill the sampled ROIs up with negatives when positives are few.
+    # Upstream: False and False.
+    ROI_INCLUDE_GT_BOXES = False
+    ROI_FILL_NEGATIVES = False
     # Seed of the input pipeline's sampling (image order, RPN/ROI sampling); None: random.
     SEED = None
 
@@ -216,6 +231,8 @@ class Config:
             if int(stride) != stride or stride < 1:
                 raise ConfigError(f"BACKBONE_STRIDES must hold positive integers, got {strides}")
         _require_int(self, "TOP_DOWN_PYRAMID_SIZE", minimum=1)
+        _require_int(self, "RPN_CONV_SIZE", minimum=1)
+        _require_int(self, "MASK_HEAD_CONV_SIZE", minimum=1)
         _require_int(self, "FPN_CLASSIF_FC_LAYERS_SIZE", minimum=1)
 
     def _validate_anchors(self):

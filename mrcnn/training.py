@@ -53,7 +53,7 @@ def compute_losses(inputs, outputs):
         "mrcnn_bbox_loss": loss_fns.mrcnn_bbox_loss(
             outputs["target_bbox"], outputs["target_class_ids"], outputs["mrcnn_bbox"]),
         "mrcnn_mask_loss": loss_fns.mrcnn_mask_loss(
-            outputs["target_mask"], outputs["target_class_ids"], outputs["mrcnn_mask"]),
+            outputs["target_mask"], outputs["mask_class_ids"], outputs["mrcnn_mask"]),
     }
 
 

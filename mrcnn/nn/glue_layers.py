@@ -36,3 +36,43 @@ class DetectionBoxes(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (4,)
+
+
+class LeadingRows(keras.layers.Layer):
+    """The first `count` rows along axis 1: x[:, :count].
+
+    Input: [B, N, ...]; output [B, min(count, N), ...]. The ROI sampler puts positive ROIs
+    first, so this selects the rows that can hold positives.
+    """
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        self.count = int(count)
+
+    def call(self, x):
+        return x[:, :self.count]
+
+    def compute_output_shape(self, input_shape):
+        rows = input_shape[1]
+        rows = self.count if rows is None else min(rows, self.count)
+        return (input_shape[0], rows) + tuple(input_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count}
+
+
+class AppendBoxes(keras.layers.Layer):
+    """Concatenate two sets of boxes along the box axis.
+
+    Inputs: [boxes_a [B, N, 4], boxes_b [B, M, 4]] in the same frame.
+    Output: float32 [B, N + M, 4].
+    """
+
+    def call(self, inputs):
+        first, second = inputs
+        return tf.concat([tf.cast(first, tf.float32), tf.cast(second, tf.float32)], axis=1)
+
+    def compute_output_shape(self, input_shapes):
+        first, second = input_shapes
+        rows = None if first[1] is None or second[1] is None else first[1] + second[1]
+        return (first[0], rows, 4)

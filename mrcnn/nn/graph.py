@@ -15,7 +15,7 @@ from mrcnn.nn.anchors import PyramidAnchors
 from mrcnn.nn.backbone import resnet_graph
 from mrcnn.nn.detection import DetectionLayer
 from mrcnn.nn.fpn import build_fpn
-from mrcnn.nn.glue_layers import DetectionBoxes, NormalizeBoxes
+from mrcnn.nn.glue_layers import AppendBoxes, DetectionBoxes, LeadingRows, NormalizeBoxes
 from mrcnn.nn.heads import build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.nn.proposals import ProposalLayer
 from mrcnn.nn.rpn import build_rpn_model, rpn_on_pyramid
@@ -82,7 +82,7 @@ def region_proposals(image, rpn_feature_maps, config, proposal_count):
                              config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
                              name="anchors")([image] + rpn_feature_maps)
     rpn_model = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                                config.TOP_DOWN_PYRAMID_SIZE)
+                                config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_SIZE)
     rpn_class_logits, rpn_class, rpn_bbox = rpn_on_pyramid(rpn_model, rpn_feature_maps)
     rpn_rois = ProposalLayer(proposal_count=proposal_count,
                              nms_threshold=config.RPN_NMS_THRESHOLD,
@@ -100,8 +100,9 @@ def build_training_graph(config):
         (inputs: dict name -> keras.Input, outputs: dict name -> tensor) with outputs
         rpn_class_logits [B, A, 2], rpn_bbox [B, A, 4], rpn_rois [B, R, 4],
         rois [B, T, 4], target_class_ids [B, T], target_bbox [B, T, 4],
-        target_mask [B, T, mh, mw], mrcnn_class_logits [B, T, NC],
-        mrcnn_bbox [B, T, NC, 4], mrcnn_mask [B, T, mh, mw, NC].
+        target_mask [B, M, mh, mw], mask_class_ids [B, M], mrcnn_class_logits [B, T, NC],
+        mrcnn_bbox [B, T, NC, 4], mrcnn_mask [B, M, mh, mw, NC], where M = T, or the
+        rows that can hold positives with MASK_HEAD_POSITIVES_ONLY.
     """
     image, meta = image_inputs(config, "training")
     inputs = {"input_image": image, "input_image_meta": meta}
@@ -115,15 +116,25 @@ def build_training_graph(config):
         candidate_rois = rpn["rpn_rois"]
     else:
         candidate_rois = NormalizeBoxes(name="norm_input_rois")([inputs["input_rois"], image])
+    if config.ROI_INCLUDE_GT_BOXES:
+        candidate_rois = AppendBoxes(name="proposals_with_gt")([candidate_rois, gt_boxes])
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
-        config, name="proposal_targets")(
+        config, fill_negatives=config.ROI_FILL_NEGATIVES, name="proposal_targets")(
         [candidate_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
+    mask_rois, mask_class_ids = rois, target_class_ids
+    if config.MASK_HEAD_POSITIVES_ONLY:
+        rows = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
+        mask_rois = LeadingRows(rows, name="mask_rois")(rois)
+        mask_class_ids = LeadingRows(rows, name="mask_class_ids")(target_class_ids)
+        target_mask = LeadingRows(rows, name="mask_targets")(target_mask)
 
     mrcnn_class_logits, _, mrcnn_bbox = fpn_classifier_graph(
         rois, mrcnn_feature_maps, meta, config.POOL_SIZE, config.NUM_CLASSES,
         train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
-    mrcnn_mask = build_fpn_mask_graph(rois, mrcnn_feature_maps, meta, config.MASK_POOL_SIZE,
-                                      config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+    mrcnn_mask = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, meta,
+                                      config.MASK_POOL_SIZE, config.NUM_CLASSES,
+                                      train_bn=config.TRAIN_BN,
+                                      channels=config.MASK_HEAD_CONV_SIZE)
     outputs = {
         "rpn_class_logits": rpn["rpn_class_logits"],
         "rpn_bbox": rpn["rpn_bbox"],
@@ -132,6 +143,7 @@ def build_training_graph(config):
         "target_class_ids": target_class_ids,
         "target_bbox": target_bbox,
         "target_mask": target_mask,
+        "mask_class_ids": mask_class_ids,
         "mrcnn_class_logits": mrcnn_class_logits,
         "mrcnn_bbox": mrcnn_bbox,
         "mrcnn_mask": mrcnn_mask,
@@ -162,7 +174,8 @@ def build_inference_graph(config):
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                      train_bn=config.TRAIN_BN)
+                                      train_bn=config.TRAIN_BN,
+                                      channels=config.MASK_HEAD_CONV_SIZE)
     outputs = {
         "detections": detections,
         "mrcnn_class": mrcnn_class,

@@ -113,7 +113,7 @@ def classifier_head(pooled, rois, num_classes, train_bn=True, fc_layers_size=102
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
-def mask_head(pooled, rois, num_classes, train_bn=True):
+def mask_head(pooled, rois, num_classes, train_bn=True, channels=MASK_HEAD_CHANNELS):
     """Per-class mask probabilities from pooled ROI features.
 
     Args:
@@ -121,14 +121,16 @@ def mask_head(pooled, rois, num_classes, train_bn=True):
         rois: [B, N, 4] boxes the features were pooled from (lends B and N).
         num_classes: NUM_CLASSES, background included.
         train_bn: TRAIN_BN mode of `mrcnn_mask_bn1..4`.
+        channels: width of the mask convs and deconv (Config.MASK_HEAD_CONV_SIZE;
+            upstream 256).
     Returns:
         float [B, N, 2 * pool, 2 * pool, NC], sigmoid probabilities in the ROI's frame.
     """
     x = FoldRois(name="mrcnn_mask_fold")(pooled)
     for i in range(1, 5):
-        x = _conv_bn_relu(x, MASK_HEAD_CHANNELS, (3, 3), f"mrcnn_mask_conv{i}",
+        x = _conv_bn_relu(x, channels, (3, 3), f"mrcnn_mask_conv{i}",
                           f"mrcnn_mask_bn{i}", train_bn, padding="same")
-    x = keras.layers.Conv2DTranspose(MASK_HEAD_CHANNELS, (2, 2), strides=2, activation="relu",
+    x = keras.layers.Conv2DTranspose(channels, (2, 2), strides=2, activation="relu",
                                      name="mrcnn_mask_deconv")(x)
     x = keras.layers.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid",
                             name="mrcnn_mask")(x)
@@ -155,7 +157,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
-                         train_bn=True):
+                         train_bn=True, channels=MASK_HEAD_CHANNELS):
     """ROIAlign (`roi_align_mask`) then the mask head.
 
     Args:
@@ -163,10 +165,10 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         feature_maps: [P2, P3, P4, P5], float [B, h_k, w_k, C].
         image_meta: float [B, IMAGE_META_SIZE].
         pool_size: MASK_POOL_SIZE (14).
-        num_classes, train_bn: as in mask_head.
+        num_classes, train_bn, channels: as in mask_head.
     Returns:
         float [B, N, 2 * pool_size, 2 * pool_size, NC] sigmoid mask probabilities.
     """
     pooled = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
         [rois, image_meta] + list(feature_maps))
-    return mask_head(pooled, rois, num_classes, train_bn=train_bn)
+    return mask_head(pooled, rois, num_classes, train_bn=train_bn, channels=channels)

@@ -15,20 +15,21 @@ import keras
 RPN_OUTPUT_NAMES = ("rpn_class_logits", "rpn_class", "rpn_bbox")
 
 
-def rpn_graph(feature_map, anchors_per_location, anchor_stride):
+def rpn_graph(feature_map, anchors_per_location, anchor_stride, conv_size=512):
     """Apply the RPN head layers to one feature map.
 
     Args:
         feature_map: float [B, h, w, depth].
         anchors_per_location: A, the number of anchor ratios per cell.
         anchor_stride: 1 for an anchor at every cell, 2 for every other cell.
+        conv_size: channels of `rpn_conv_shared` (Config.RPN_CONV_SIZE; upstream 512).
     Returns:
         rpn_class_logits float [B, h'*w'*A, 2] (background, foreground) before softmax,
         rpn_probs float [B, h'*w'*A, 2] softmax of the logits,
         rpn_bbox float [B, h'*w'*A, 4] deltas (dy, dx, log dh, log dw) divided by
         RPN_BBOX_STD_DEV; h' = ceil(h / anchor_stride), likewise w'.
     """
-    shared = keras.layers.Conv2D(512, (3, 3), padding="same", activation="relu",
+    shared = keras.layers.Conv2D(conv_size, (3, 3), padding="same", activation="relu",
                                  strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     x = keras.layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid",
                             activation="linear", name="rpn_class_raw")(shared)
@@ -40,19 +41,20 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_size=512):
     """The RPN head as a keras.Model `rpn_model`, to share its weights over levels.
 
     Args:
         anchor_stride: Config.RPN_ANCHOR_STRIDE.
         anchors_per_location: len(Config.RPN_ANCHOR_RATIOS).
         depth: channels of the feature maps (Config.TOP_DOWN_PYRAMID_SIZE).
+        conv_size: channels of `rpn_conv_shared` (Config.RPN_CONV_SIZE; upstream 512).
     Returns:
         keras.Model with input `input_rpn_feature_map` float [B, None, None, depth] and
         outputs [rpn_class_logits, rpn_probs, rpn_bbox] as in rpn_graph.
     """
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    outputs = rpn_graph(feature_map, anchors_per_location, anchor_stride)
+    outputs = rpn_graph(feature_map, anchors_per_location, anchor_stride, conv_size)
     return keras.Model([feature_map], outputs, name="rpn_model")
 
 
