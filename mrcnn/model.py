@@ -190,9 +190,12 @@ class MaskRCNN:
         train_generator = DataGenerator(train_dataset, self.config, shuffle=True,
                                         augmentation=augmentation, seed=seed,
                                         no_augmentation_sources=no_augmentation_sources,
+                                        steps_per_epoch=self.config.STEPS_PER_EPOCH,
                                         workers=workers)
+        train_generator.epoch = self.epoch
         val_generator = DataGenerator(val_dataset, self.config, shuffle=True,
                                       seed=None if seed is None else seed + 1,
+                                      steps_per_epoch=self.config.VALIDATION_STEPS,
                                       workers=workers)
         os.makedirs(self.log_dir, exist_ok=True)
         training.set_trainable(self.keras_model, layers, verbose=0)
@@ -212,14 +215,21 @@ class MaskRCNN:
             train_generator, initial_epoch=self.epoch, epochs=epochs,
             steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
             validation_data=val_generator, validation_steps=self.config.VALIDATION_STEPS,
-            verbose=verbose)
+            shuffle=False, verbose=verbose)
         if guard.tripped:
-            last = saver.saved[-1] if saver.saved else None
-            raise training.TrainingDivergedError(
-                guard.message + (f"; the last good checkpoint is {last}" if last else
-                                 "; no checkpoint was written in this run"))
+            raise training.TrainingDivergedError(guard.message + self._last_good(saver))
         self.epoch = max(self.epoch, epochs)
         return history
+
+    def _last_good(self, saver):
+        """Text naming the newest checkpoint, for the divergence message."""
+        last = saver.saved[-1] if saver.saved else None
+        if last is None:
+            try:
+                last = self.find_last()
+            except FileNotFoundError:
+                return "; no checkpoint has been written yet"
+        return f"; the last good checkpoint is {last}"
 
     def _check_dataset(self, dataset, label):
         try:

@@ -111,9 +111,19 @@ class TrainingModel(keras.Model):
         total = tf.add_n([losses[name] * float(weights.get(name, 1.0)) for name in LOSS_NAMES])
         return total, losses
 
+    def _forward_state(self):
+        """Variables the forward pass itself updates: moving statistics of trained BN."""
+        state = []
+        for layer in iter_layers(self):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+                state.extend([layer.moving_mean, layer.moving_variance])
+        return state
+
     def train_step(self, data):
         inputs = _unpack(data)
         variables = self.trainable_variables
+        state = self._forward_state()
+        saved_state = [tf.identity(v) for v in state]
         with tf.GradientTape() as tape:
             total, losses = self._weighted_losses(inputs, training=True)
             total = total + weight_decay_loss(variables, self.mrcnn_config.WEIGHT_DECAY)
@@ -129,7 +139,13 @@ class TrainingModel(keras.Model):
             self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
             return tf.constant(True)
 
-        tf.cond(finite, apply, lambda: tf.constant(False))
+        def restore():
+            # Undo the forward pass's BatchNorm updates: the step is dropped whole.
+            for variable, value in zip(state, saved_state):
+                variable.assign(value)
+            return tf.constant(False)
+
+        tf.cond(finite, apply, restore)
         self.last_step_values.assign(tf.stack(
             [total] + [losses[name] for name in LOSS_NAMES]
             + [tf.cast(gradients_finite, tf.float32)]))

@@ -1,0 +1,209 @@
+"""MaskRCNN training: layer selection, checkpoints, resume, NaN guard, train -> inference."""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import mrcnn.model as modellib
+from mrcnn import training, weights_io
+from mrcnn.data import DataGenerator
+
+from conftest import TinyConfig, shapes_dataset
+
+BACKBONE_PREFIXES = ("conv1", "bn_conv1", "res", "bn2", "bn3", "bn4", "bn5")
+HEAD_PREFIXES = ("mrcnn_", "rpn_", "fpn_")
+
+
+def _weights_by_layer(model):
+    return {layer.name: [np.array(w.numpy()) for w in layer.weights]
+            for layer in training.iter_layers(model) if layer.weights}
+
+
+def _changed(before, after, prefixes):
+    names = [n for n in before if n.startswith(prefixes)]
+    assert names, prefixes
+    return {n: any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))
+            for n in names}
+
+
+def _one_step(model, layers, dataset):
+    training.set_trainable(model.keras_model, layers)
+    model.compile(0.01, total_steps=1)
+    batch = DataGenerator(dataset, model.config, shuffle=False, seed=0)[0]
+    before = _weights_by_layer(model.keras_model)
+    logs = model.keras_model.train_step(batch)
+    assert np.isfinite(float(logs["loss"]))
+    return before, _weights_by_layer(model.keras_model)
+
+
+def test_heads_leaves_backbone_unchanged_and_trains_heads(tmp_path, tiny_shapes):
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    before, after = _one_step(model, "heads", tiny_shapes)
+    backbone = _changed(before, after, BACKBONE_PREFIXES)
+    heads = _changed(before, after, HEAD_PREFIXES)
+    assert not any(backbone.values()), [n for n, c in backbone.items() if c]
+    assert heads["mrcnn_class_logits"] and heads["mrcnn_mask"] and heads["fpn_c5p5"]
+    assert heads["rpn_conv_shared"] and heads["rpn_class_raw"]
+
+
+def test_all_trains_backbone_and_heads(tmp_path, tiny_shapes):
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    before, after = _one_step(model, "all", tiny_shapes)
+    assert all(_changed(before, after, ("conv1", "res2a_branch2a", "res5b_branch2b")).values())
+    assert all(_changed(before, after, ("mrcnn_class_logits", "mrcnn_mask", "fpn_p2")).values())
+
+
+def test_stage_selector_on_a_backbone_without_stages_is_a_clear_error(tmp_path):
+    def plain_backbone(image, stage5=True, train_bn=None):
+        outputs, x = [], image
+        for level, filters in enumerate((8, 16, 16, 32, 32), start=1):
+            x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu",
+                                    name=f"plain_c{level}")(x)
+            outputs.append(x)
+        return outputs
+
+    def plain_shapes(image_shape):
+        return np.array([[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))]
+                         for s in (4, 8, 16, 32, 64)])
+
+    class PlainConfig(TinyConfig):
+        BACKBONE = staticmethod(plain_backbone)
+        COMPUTE_BACKBONE_SHAPE = staticmethod(plain_shapes)
+
+    model = modellib.MaskRCNN("training", PlainConfig(), str(tmp_path))
+    with pytest.raises(ValueError, match="layers='4\\+' selects ResNet stages"):
+        training.set_trainable(model.keras_model, "4+")
+    with pytest.raises(ValueError, match="selects no layer"):
+        training.set_trainable(model.keras_model, r"nothing_.*")
+    selected = training.set_trainable(model.keras_model, r"plain_c[45]|mrcnn_.*")
+    assert "plain_c4" in selected and "plain_c2" not in selected
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny model trained for 2 epochs, and its run directory."""
+    model_dir = str(tmp_path_factory.mktemp("runs"))
+    dataset = shapes_dataset(12, 64, seed=0)
+    model = modellib.MaskRCNN("training", TinyConfig(), model_dir)
+    model.train(dataset, dataset, learning_rate=0.01, epochs=2, layers="all", verbose=0)
+    return model, dataset
+
+
+def test_checkpoint_per_epoch_and_find_last(trained_run):
+    model, _ = trained_run
+    files = sorted(os.listdir(model.log_dir))
+    checkpoints = [f for f in files if f.endswith(".h5")]
+    assert checkpoints == ["mask_rcnn_tiny_0001.h5", "mask_rcnn_tiny_0002.h5"]
+    assert not [f for f in files if f.endswith(".tmp")]
+    assert model.find_last() == os.path.join(model.log_dir, "mask_rcnn_tiny_0002.h5")
+    assert os.path.basename(model.log_dir).startswith("tiny")
+    assert model.epoch == 2
+
+
+def test_resume_continues_the_epoch_count_in_the_same_directory(trained_run):
+    model, dataset = trained_run
+    resumed = modellib.MaskRCNN("training", TinyConfig(), model.model_dir)
+    resumed.load_weights(model.find_last(), by_name=True, verbose=0)
+    assert resumed.epoch == 2 and resumed.log_dir == model.log_dir
+    resumed.train(dataset, dataset, learning_rate=0.01, epochs=3, layers="heads", verbose=0)
+    assert os.path.exists(os.path.join(model.log_dir, "mask_rcnn_tiny_0003.h5"))
+    assert resumed.epoch == 3
+
+
+def _inference(config_class, model_dir, checkpoint):
+    model = modellib.MaskRCNN("inference", config_class(), model_dir)
+    model.load_weights(checkpoint, verbose=0)
+    return model
+
+
+def test_training_checkpoint_gives_identical_inference_models(trained_run, tmp_path):
+    model, dataset = trained_run
+    checkpoint = os.path.join(model.log_dir, "mask_rcnn_tiny_0002.h5")
+    first = _inference(TinyConfig, str(tmp_path), checkpoint)
+    # Every weight of the inference graph holds the value stored under its name.
+    stored, _ = weights_io.read_weights(checkpoint)
+    layers = weights_io.weight_layers(first.keras_model)
+    assert len(layers) > 30
+    for layer in layers:
+        for key, variable in weights_io._named_variables(layer):
+            np.testing.assert_array_equal(variable.numpy(), stored[layer.name][key[:-2]])
+
+    images = [dataset.load_image(i) for i in range(3)]
+    results_a = first.detect(images)
+    copy = str(tmp_path / "copy.h5")
+    first.save_weights(copy)
+    second = _inference(TinyConfig, str(tmp_path), copy)
+    results_b = second.detect(images)
+    for a, b in zip(results_a, results_b):
+        assert a["rois"].shape[0] > 0
+        for key in ("rois", "class_ids", "scores", "masks"):
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_detect_three_images_of_different_sizes_with_batch_two(trained_run, tmp_path):
+    model, dataset = trained_run
+    inference = _inference(TinyConfig, str(tmp_path), model.find_last())
+    assert inference.config.BATCH_SIZE == 2
+    rng = np.random.RandomState(0)
+    images = [dataset.load_image(0),
+              rng.randint(0, 255, (50, 80, 3)).astype(np.uint8),
+              rng.randint(0, 255, (90, 40)).astype(np.uint8)]        # grey
+    results = inference.detect(images)
+    assert len(results) == 3
+    for image, result in zip(images, results):
+        n = len(result["class_ids"])
+        assert result["rois"].shape == (n, 4) and result["scores"].shape == (n,)
+        assert result["masks"].shape == image.shape[:2] + (n,)
+        assert result["masks"].dtype == bool
+        rois = result["rois"]
+        assert np.all(rois[:, :2] >= 0)
+        assert np.all(rois[:, 2] <= image.shape[0]) and np.all(rois[:, 3] <= image.shape[1])
+        assert np.all((rois[:, 2] > rois[:, 0]) & (rois[:, 3] > rois[:, 1]))
+        assert np.all((result["class_ids"] >= 1) & (result["class_ids"] < 4))
+        # every pasted mask lies inside its box
+        for i in range(n):
+            y1, x1, y2, x2 = rois[i]
+            outside = result["masks"][..., i].copy()
+            outside[y1:y2, x1:x2] = False
+            assert not outside.any()
+
+
+def test_nan_in_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    dataset = shapes_dataset(8, 64, seed=1)
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model.train(dataset, dataset, learning_rate=0.01, epochs=1, layers="all", verbose=0)
+    good = model.find_last()
+    assert good.endswith("mask_rcnn_tiny_0001.h5")
+    good_weights = _weights_by_layer(model.keras_model)
+
+    original = DataGenerator.__getitem__
+
+    def poisoned(self, index):
+        batch = original(self, index)
+        inputs = dict(batch[0])
+        inputs["input_rpn_bbox"] = np.full_like(inputs["input_rpn_bbox"], np.nan)
+        return (inputs,) + tuple(batch[1:])
+
+    monkeypatch.setattr(DataGenerator, "__getitem__", poisoned)
+    with pytest.raises(training.TrainingDivergedError) as raised:
+        model.train(dataset, dataset, learning_rate=0.01, epochs=2, layers="all", verbose=0)
+    message = str(raised.value)
+    assert "rpn_bbox_loss=nan" in message and "epoch 2, step 1" in message
+    assert good in message
+    assert model.find_last() == good
+    assert not os.path.exists(os.path.join(model.log_dir, "mask_rcnn_tiny_0002.h5"))
+    after = _weights_by_layer(model.keras_model)
+    for name, values in good_weights.items():
+        for a, b in zip(values, after[name]):
+            np.testing.assert_array_equal(a, b)
+    assert model.epoch == 1
+
+
+def test_dataset_class_count_mismatch_is_reported(tmp_path, tiny_shapes):
+    class TwoClasses(TinyConfig):
+        NUM_CLASSES = 2
+
+    model = modellib.MaskRCNN("training", TwoClasses(), str(tmp_path))
+    with pytest.raises(ValueError, match="NUM_CLASSES is 2 in the config but train_dataset has 4"):
+        model.train(tiny_shapes, tiny_shapes, 0.01, 1, "all", verbose=0)
