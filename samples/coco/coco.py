@@ -1,0 +1,405 @@
+"""Mask R-CNN on MS COCO: dataset loading with pycocotools, training and COCO evaluation.
+
+The dataset folder follows COCO's own layout::
+
+    <dataset>/annotations/instances_train2017.json   (instances_<subset><year>.json)
+    <dataset>/train2017/*.jpg                         (<subset><year>/)
+
+For 2014, "minival" and "valminusminival" are splits of val2014 whose annotation files
+sit in annotations/ and whose images are in val2014/.
+
+Usage (from the repository root)::
+
+    # Train from the COCO weights, ImageNet weights or the newest checkpoint
+    python samples/coco/coco.py train --dataset /path/to/coco --model coco
+    python samples/coco/coco.py train --dataset /path/to/coco --model last --year 2017
+    # Evaluate (bbox and segm) on the first 500 validation images
+    python samples/coco/coco.py evaluate --dataset /path/to/coco --model last --limit 500
+    # Fetch images and annotations first (needs network access)
+    python samples/coco/coco.py train --dataset /path/to/coco --model coco --download
+"""
+import argparse
+import contextlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+ROOT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+if ROOT_DIR not in sys.path:
+    sys.path.append(ROOT_DIR)  # run from a checkout without installing the package
+
+from mrcnn.coco_eval import coco_metrics, detections_to_coco  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.dataset import Dataset  # noqa: E402
+from mrcnn.evaluate import detect_dataset  # noqa: E402
+
+COCO_MODEL_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
+DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
+DEFAULT_DATASET_YEAR = "2014"
+COCO_DOWNLOAD_URL = "http://images.cocodataset.org"
+SPLITS_OF_VAL2014 = ("minival", "valminusminival")
+
+
+############################################################
+#  Configuration
+############################################################
+
+class CocoConfig(Config):
+    """Training on MS COCO: background + 80 classes."""
+    NAME = "coco"
+    IMAGES_PER_GPU = 2
+    NUM_CLASSES = 1 + 80
+
+
+############################################################
+#  Files
+############################################################
+
+def annotation_path(dataset_dir, subset, year):
+    """`<dataset_dir>/annotations/instances_<subset><year>.json`."""
+    return os.path.join(dataset_dir, "annotations", f"instances_{subset}{year}.json")
+
+
+def image_dir(dataset_dir, subset, year):
+    """`<dataset_dir>/<subset><year>`; minival and valminusminival live in val2014."""
+    folder = "val" if subset in SPLITS_OF_VAL2014 else subset
+    return os.path.join(dataset_dir, f"{folder}{year}")
+
+
+def _download(url, destination):
+    """Fetch `url` to `destination` atomically; a clear RuntimeError when unreachable."""
+    directory = os.path.dirname(os.path.abspath(destination))
+    os.makedirs(directory, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=directory, suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            shutil.copyfileobj(resp, out)
+        os.replace(partial, destination)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, EOFError) as error:
+        raise RuntimeError(
+            f"Could not download {url} ({error}). Download it on a machine with network "
+            f"access and unpack it under {directory}, then call again with "
+            "auto_download=False.") from error
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _unzip(archive, directory):
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(directory)
+    os.remove(archive)
+
+
+def download_coco(dataset_dir, subset, year):
+    """Download and unpack the images and annotations of one split if they are missing.
+
+    Images come from images.cocodataset.org/zips/<subset><year>.zip, annotations from
+    annotations/annotations_trainval<year>.zip. The 2014 "minival"/"valminusminival"
+    annotation files are not published there: place them in annotations/ yourself.
+
+    Raises:
+        RuntimeError: a file could not be downloaded (e.g. no network access).
+        FileNotFoundError: a minival/valminusminival annotation file is missing.
+    """
+    images = image_dir(dataset_dir, subset, year)
+    if not os.path.isdir(images) or not os.listdir(images):
+        name = os.path.basename(images)
+        archive = os.path.join(dataset_dir, f"{name}.zip")
+        print(f"Downloading {name} images to {dataset_dir} ...")
+        _download(f"{COCO_DOWNLOAD_URL}/zips/{name}.zip", archive)
+        _unzip(archive, dataset_dir)
+    annotations = annotation_path(dataset_dir, subset, year)
+    if os.path.exists(annotations):
+        return
+    if subset in SPLITS_OF_VAL2014:
+        raise FileNotFoundError(
+            f"{annotations} is missing: the {subset} split is not on cocodataset.org; "
+            "copy instances_minival2014.json / instances_valminusminival2014.json there")
+    archive = os.path.join(dataset_dir, f"annotations_trainval{year}.zip")
+    print(f"Downloading the {year} annotations to {dataset_dir} ...")
+    _download(f"{COCO_DOWNLOAD_URL}/annotations/annotations_trainval{year}.zip", archive)
+    _unzip(archive, dataset_dir)
+
+
+############################################################
+#  Dataset
+############################################################
+
+class CocoDataset(Dataset):
+    """COCO images with instance masks from their polygon or RLE annotations."""
+
+    def load_coco(self, dataset_dir, subset, year=DEFAULT_DATASET_YEAR, class_ids=None,
+                  class_map=None, return_coco=False, auto_download=False):
+        """Register a COCO split.
+
+        Args:
+            dataset_dir: root of the COCO folder layout (see the module docstring).
+            subset: "train", "val", "minival" or "valminusminival".
+            year: "2014" or "2017".
+            class_ids: COCO category ids to load (all by default); only images holding
+                one of them are registered.
+            class_map: accepted for compatibility, unused.
+            return_coco: also return the pycocotools COCO object.
+            auto_download: fetch missing images and annotations first.
+        Returns:
+            the COCO object when return_coco.
+        """
+        del class_map
+        year = str(year)
+        if auto_download:
+            self.auto_download(dataset_dir, subset, year)
+        path = annotation_path(dataset_dir, subset, year)
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{path} not found: unpack COCO's annotations there, or pass "
+                "auto_download=True (needs network access)")
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(path)
+        class_ids = sorted(class_ids) if class_ids else sorted(coco.getCatIds())
+        if len(class_ids) < len(coco.getCatIds()):
+            image_ids = sorted({i for c in class_ids for i in coco.getImgIds(catIds=[c])})
+        else:
+            image_ids = sorted(coco.imgs)
+        for class_id in class_ids:
+            self.add_class("coco", class_id, coco.loadCats(class_id)[0]["name"])
+        images = image_dir(dataset_dir, subset, year)
+        for i in image_ids:
+            record = coco.imgs[i]
+            self.add_image(
+                "coco", image_id=i, path=os.path.join(images, record["file_name"]),
+                width=record["width"], height=record["height"],
+                annotations=coco.loadAnns(coco.getAnnIds(imgIds=[i], catIds=class_ids,
+                                                         iscrowd=None)))
+        if return_coco:
+            return coco
+        return None
+
+    @staticmethod
+    def auto_download(dataDir, dataType, dataYear):
+        """Download the split's images and annotations when missing (see download_coco)."""
+        download_coco(dataDir, dataType, dataYear)
+
+    def load_mask(self, image_id):
+        """Instance masks of a COCO image.
+
+        Returns:
+            masks: bool [H, W, N]; class_ids: int32 [N]. Crowd regions (iscrowd=1) have
+            negative class ids, so training and evaluation can leave them out. Annotations
+            too small to cover a pixel are dropped; an image without any gives N = 0.
+        """
+        info = self.image_info[image_id]
+        if info["source"] != "coco":
+            return super().load_mask(image_id)
+        height, width = info["height"], info["width"]
+        masks, class_ids = [], []
+        for annotation in info["annotations"]:
+            class_id = self.map_source_class_id(f"coco.{annotation['category_id']}")
+            mask = self.annToMask(annotation, height, width)
+            if mask.max() < 1:
+                continue
+            if annotation.get("iscrowd"):
+                class_id = -class_id
+                if mask.shape != (height, width):
+                    mask = np.ones([height, width], dtype=bool)
+            masks.append(mask.astype(bool))
+            class_ids.append(class_id)
+        if not masks:
+            return np.zeros([height, width, 0], dtype=bool), np.zeros([0], dtype=np.int32)
+        return np.stack(masks, axis=2), np.array(class_ids, dtype=np.int32)
+
+    def image_reference(self, image_id):
+        """The image's page on cocodataset.org."""
+        info = self.image_info[image_id]
+        if info["source"] == "coco":
+            return f"http://cocodataset.org/#explore?id={info['id']}"
+        return super().image_reference(image_id)
+
+    @staticmethod
+    def annToRLE(ann, height, width):
+        """Compressed RLE of an annotation given as polygons, uncompressed or compressed
+        RLE."""
+        segmentation = ann["segmentation"]
+        if isinstance(segmentation, list):
+            return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        if isinstance(segmentation["counts"], list):
+            return mask_utils.frPyObjects(segmentation, height, width)
+        return segmentation
+
+    def annToMask(self, ann, height, width):
+        """uint8 [H, W] mask of an annotation."""
+        return mask_utils.decode(self.annToRLE(ann, height, width))
+
+
+############################################################
+#  Evaluation
+############################################################
+
+def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
+    """Detections of one image as COCO result dicts (upstream's signature).
+
+    Args:
+        image_ids: [COCO image id] of the image (upstream passes a one-element slice).
+        rois: [N, (y1, x1, y2, x2)] px; class_ids, scores: [N]; masks: [H, W, N].
+    Returns:
+        list of {"image_id", "category_id" (the COCO category), "bbox" [x, y, w, h],
+        "score", "segmentation" (compressed RLE)}.
+    """
+    if rois is None:
+        return []
+    results = []
+    result = {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+    for image_id in image_ids:
+        results.extend(detections_to_coco(
+            image_id, result,
+            category_of=lambda class_id: dataset.get_source_class_id(int(class_id), "coco")))
+    return results
+
+
+def evaluate_coco(model, dataset, coco, eval_type="bbox", limit=0, image_ids=None,
+                  verbose=1):
+    """Detect on COCO images and print and return COCOeval's summary metrics.
+
+    Args:
+        model: a MaskRCNN in inference mode.
+        dataset: a CocoDataset loaded from the same annotations as `coco`.
+        coco: the pycocotools COCO ground truth (load_coco(..., return_coco=True)).
+        eval_type: "bbox" or "segm".
+        limit: evaluate only the first `limit` images (0: all).
+        image_ids: internal image ids to evaluate (default: all of the dataset).
+    Returns:
+        dict of the twelve COCO metrics (see mrcnn.coco_eval.METRIC_NAMES).
+    """
+    image_ids = list(dataset.image_ids if image_ids is None else image_ids)
+    if limit:
+        image_ids = image_ids[:limit]
+    coco_image_ids = [dataset.image_info[i]["id"] for i in image_ids]
+    start = time.time()
+    results = []
+    for image_id, r in detect_dataset(model, dataset, image_ids, verbose=verbose):
+        results.extend(build_coco_results(dataset, [dataset.image_info[image_id]["id"]],
+                                          r["rois"], r["class_ids"], r["scores"],
+                                          r["masks"]))
+    detect_time = time.time() - start
+    metrics = coco_metrics(coco, results, eval_type, image_ids=coco_image_ids,
+                           verbose=bool(verbose))
+    if verbose:
+        print(f"Detection: {detect_time:.1f} s for {len(image_ids)} images, "
+              f"{detect_time / max(len(image_ids), 1):.3f} s per image; "
+              f"total {time.time() - start:.1f} s")
+    return metrics
+
+
+############################################################
+#  Command line
+############################################################
+
+def _load_model_weights(model, choice):
+    from mrcnn import utils
+
+    if choice.lower() == "coco":
+        if not os.path.exists(COCO_MODEL_PATH):
+            utils.download_trained_weights(COCO_MODEL_PATH)
+        path = COCO_MODEL_PATH
+    elif choice.lower() == "last":
+        path = model.find_last()
+    elif choice.lower() == "imagenet":
+        get_imagenet_weights = getattr(model, "get_imagenet_weights", None)
+        if get_imagenet_weights is None:
+            raise SystemExit("This version has no ImageNet weights download; pass a path "
+                             "to a weights file or 'coco'")
+        path = get_imagenet_weights()
+    else:
+        path = choice
+    print(f"Loading weights {path}")
+    model.load_weights(path, by_name=True)
+
+
+def train_datasets(dataset_dir, year, download):
+    """(train, val) CocoDatasets: for 2014, train + valminusminival and minival."""
+    train = CocoDataset()
+    train.load_coco(dataset_dir, "train", year=year, auto_download=download)
+    if str(year) == "2014":
+        train.load_coco(dataset_dir, "valminusminival", year=year, auto_download=download)
+    train.prepare()
+    val = CocoDataset()
+    val_subset = "minival" if str(year) == "2014" else "val"
+    val.load_coco(dataset_dir, val_subset, year=year, auto_download=download)
+    val.prepare()
+    return train, val
+
+
+def train(model, dataset_dir, year, download=False):
+    """Upstream's schedule: heads to epoch 40, ResNet stage 4+ to 120, all to 160 at LR/10,
+    with horizontal flips."""
+    from mrcnn.imgaug_compat import iaa
+
+    dataset_train, dataset_val = train_datasets(dataset_dir, year, download)
+    augmentation = iaa.Fliplr(0.5)
+    rate = model.config.LEARNING_RATE
+    for layers, epochs, learning_rate in (("heads", 40, rate), ("4+", 120, rate),
+                                          ("all", 160, rate / 10)):
+        print(f"Training {layers} up to epoch {epochs}")
+        model.train(dataset_train, dataset_val, learning_rate=learning_rate, epochs=epochs,
+                    layers=layers, augmentation=augmentation)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["train", "evaluate"])
+    parser.add_argument("--dataset", required=True, help="root of the COCO dataset")
+    parser.add_argument("--year", default=DEFAULT_DATASET_YEAR, choices=["2014", "2017"])
+    parser.add_argument("--model", required=True,
+                        help="'coco', 'last', 'imagenet' or a weights file")
+    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR,
+                        help="folder of run directories and checkpoints")
+    parser.add_argument("--limit", type=int, default=500,
+                        help="images to evaluate (0: all)")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing COCO files first")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import mrcnn.model as modellib
+
+    if args.command == "train":
+        config = CocoConfig()
+    else:
+        class InferenceConfig(CocoConfig):
+            GPU_COUNT = 1
+            IMAGES_PER_GPU = 1
+            DETECTION_MIN_CONFIDENCE = 0
+        config = InferenceConfig()
+    config.display()
+    mode = "training" if args.command == "train" else "inference"
+    model = modellib.MaskRCNN(mode=mode, config=config, model_dir=args.logs)
+    _load_model_weights(model, args.model)
+    if args.command == "train":
+        train(model, args.dataset, args.year, args.download)
+        return 0
+    subset = "minival" if args.year == "2014" else "val"
+    dataset = CocoDataset()
+    coco = dataset.load_coco(args.dataset, subset, year=args.year, return_coco=True,
+                             auto_download=args.download)
+    dataset.prepare()
+    for eval_type in ("bbox", "segm"):
+        print(f"Running COCO evaluation ({eval_type}) on {args.limit or 'all'} images.")
+        evaluate_coco(model, dataset, coco, eval_type, limit=args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
