@@ -168,15 +168,18 @@ def test_coco_weights_offline_error_is_clear(tmp_path, monkeypatch):
 def test_load_starting_weights_passes_heads_to_exclude(tmp_path, monkeypatch):
     calls = []
     model = SimpleNamespace(load_weights=lambda path, by_name, exclude: calls.append(
-        (path, by_name, exclude)), find_last=lambda: "last.h5")
+        (path, by_name, exclude)), find_last=lambda: "last.h5",
+        get_imagenet_weights=lambda: "imagenet.h5")
     weights = tmp_path / "mask_rcnn_coco.h5"
     weights.write_bytes(b"")
     monkeypatch.setattr(balloon, "COCO_WEIGHTS_PATH", str(weights))
     balloon.load_starting_weights(model, "coco")
     balloon.load_starting_weights(model, "last")
+    balloon.load_starting_weights(model, "imagenet")
     balloon.load_starting_weights(model, "other.h5")
+    assert balloon.load_starting_weights(model, "none") is None
     assert calls == [(str(weights), True, balloon.COCO_HEAD_LAYERS), ("last.h5", True, None),
-                     ("other.h5", True, None)]
+                     ("imagenet.h5", True, None), ("other.h5", True, None)]
 
 
 def test_cli_arguments():

@@ -264,6 +264,15 @@ def train(model, dataset_dir, epochs=30, layers="heads", augmentation=None):
                        epochs=epochs, layers=layers, augmentation=augmentation)
 
 
+def imagenet_weights(model):
+    """Path of ImageNet backbone weights for the model's BACKBONE (downloaded once)."""
+    if hasattr(model, "get_imagenet_weights"):
+        return model.get_imagenet_weights()
+    from mrcnn.imagenet import get_imagenet_weights
+
+    return get_imagenet_weights(model.config.BACKBONE)
+
+
 def load_starting_weights(model, weights):
     """Load "coco" (without the class-specific heads), "last", "imagenet", "none" or a path.
 
@@ -283,11 +292,7 @@ def load_starting_weights(model, weights):
     elif choice == "last":
         path = model.find_last()
     elif choice == "imagenet":
-        get_imagenet_weights = getattr(model, "get_imagenet_weights", None)
-        if get_imagenet_weights is None:
-            raise SystemExit("This version has no ImageNet weights download; pass a path "
-                             "to a weights file or 'coco'")
-        path = get_imagenet_weights()
+        path = imagenet_weights(model)
     else:
         path = weights
     model.load_weights(path, by_name=True, exclude=exclude)

@@ -304,6 +304,15 @@ def evaluate_coco(model, dataset, coco, eval_type="bbox", limit=0, image_ids=Non
 #  Command line
 ############################################################
 
+def imagenet_weights(model):
+    """Path of ImageNet backbone weights for the model's BACKBONE (downloaded once)."""
+    if hasattr(model, "get_imagenet_weights"):
+        return model.get_imagenet_weights()
+    from mrcnn.imagenet import get_imagenet_weights
+
+    return get_imagenet_weights(model.config.BACKBONE)
+
+
 def _load_model_weights(model, choice):
     from mrcnn import utils
 
@@ -314,11 +323,7 @@ def _load_model_weights(model, choice):
     elif choice.lower() == "last":
         path = model.find_last()
     elif choice.lower() == "imagenet":
-        get_imagenet_weights = getattr(model, "get_imagenet_weights", None)
-        if get_imagenet_weights is None:
-            raise SystemExit("This version has no ImageNet weights download; pass a path "
-                             "to a weights file or 'coco'")
-        path = get_imagenet_weights()
+        path = imagenet_weights(model)
     else:
         path = choice
     print(f"Loading weights {path}")
