@@ -71,11 +71,18 @@ def save_weights(model, filepath, attributes=None):
             _write_layers(f, model)
             for key, value in (attributes or {}).items():
                 f.attrs[key] = value
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600 files
         os.replace(temporary, filepath)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_layers(f, model):
