@@ -231,6 +231,10 @@ def test_config_and_cli():
     assert (config.NAME, config.NUM_CLASSES, config.IMAGES_PER_GPU) == ("coco", 81, 2)
     args = coco_sample.parse_args(["evaluate", "--dataset", "d", "--model", "last"])
     assert (args.year, args.limit, args.download) == ("2014", 500, False)
+    for flags, expected in ((["--download"], True), (["--download=True"], True),
+                            (["--download=false"], False)):
+        args = coco_sample.parse_args(["train", "--dataset=d", "--model=coco"] + flags)
+        assert args.download is expected
     assert coco_sample.image_dir("d", "minival", "2014") == os.path.join("d", "val2014")
     assert coco_sample.annotation_path("d", "minival", "2014") == os.path.join(
         "d", "annotations", "instances_minival2014.json")

@@ -359,6 +359,16 @@ def train(model, dataset_dir, year, download=False):
                     layers=layers, augmentation=augmentation)
 
 
+def _flag(text):
+    """"true"/"false" (any case), "1"/"0", "yes"/"no" -> bool."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -371,8 +381,9 @@ def parse_args(argv=None):
                         help="folder of run directories and checkpoints")
     parser.add_argument("--limit", type=int, default=500,
                         help="images to evaluate (0: all)")
-    parser.add_argument("--download", action="store_true",
-                        help="download missing COCO files first")
+    parser.add_argument("--download", nargs="?", const=True, default=False, type=_flag,
+                        help="download missing COCO files first (--download or "
+                             "--download=True)")
     return parser.parse_args(argv)
 
 
