@@ -8,6 +8,7 @@ group, BatchNorm moving statistics, and upstream's group order (which is not blo
 order: res2a_branch1 comes after res2a_branch2c).
 """
 import os
+import re
 import shutil
 
 import h5py
@@ -31,6 +32,11 @@ class TinyConfig(Config):
     FPN_CLASSIF_FC_LAYERS_SIZE = 16
     POST_NMS_ROIS_INFERENCE = 16
     DETECTION_MAX_INSTANCES = 4
+
+
+class FiveClasses(TinyConfig):
+    """The same weights' architecture with another class count (for the CLI test)."""
+    NUM_CLASSES = 5
 
 
 # --- upstream's layers, written out independently of our graph -----------------------
@@ -211,3 +217,69 @@ def test_checkpoint_path_sets_the_epoch_and_log_dir(upstream_file, tmp_path):
     model.load_weights(checkpoint, by_name=True, verbose=0)
     assert model.epoch == 12
     assert os.path.basename(model.log_dir) == "shapes20250101T1200"
+
+
+# --- python -m mrcnn.convert ---------------------------------------------------------
+
+def test_convert_writes_our_format_with_the_same_values(upstream_file, tmp_path):
+    from mrcnn import convert
+    path, values = upstream_file
+    destination = str(tmp_path / "converted.h5")
+    report = convert.convert_upstream_weights(path, destination, TinyConfig())
+    stored, attributes = weights_io.read_weights(destination)
+    assert "max_pooling2d_1" not in stored and "ROI" not in stored     # weightless dropped
+    assert sorted(stored) == sorted(report["loaded"])
+    flat = {key: value for layer in stored.values() for key, value in layer.items()}
+    assert sorted(flat) == sorted(values)
+    for key, value in flat.items():
+        np.testing.assert_array_equal(value, values[key], err_msg=key)
+    assert '"BACKBONE": "resnet50"' in attributes["config"]
+    assert attributes["converted_from"] == "mask_rcnn_upstream.h5"
+    model = _inference_model(tmp_path)
+    model.load_weights(destination, by_name=True, verbose=0)
+    for key, variable in _model_weights(model).items():
+        np.testing.assert_array_equal(np.asarray(variable.numpy()), values[key])
+
+
+def test_convert_refuses_a_file_missing_layers_unless_allowed(tmp_path):
+    from mrcnn import convert
+    layers = [(name, weights) for name, weights in upstream_layers(TinyConfig.NUM_CLASSES)
+              if name != "fpn_p5"]
+    source = str(tmp_path / "partial.h5")
+    write_upstream_file(source, layers, seed=1)
+    with pytest.raises(weights_io.WeightsFileError, match="fpn_p5"):
+        convert.convert_upstream_weights(source, str(tmp_path / "out.h5"), TinyConfig())
+    assert not (tmp_path / "out.h5").exists()
+    report = convert.convert_upstream_weights(source, str(tmp_path / "out.h5"), TinyConfig(),
+                                              allow_missing=True)
+    assert report["missing"] == ["fpn_p5"]
+    stored, _ = weights_io.read_weights(str(tmp_path / "out.h5"))
+    assert "fpn_p5" not in stored and "fpn_p4" in stored
+
+
+def test_convert_command_line(upstream_file, tmp_path, capsys):
+    from mrcnn import convert
+    path, _ = upstream_file
+    destination = str(tmp_path / "cli.h5")
+    status = convert.main([path, destination, "--config", f"{__name__}:TinyConfig"])
+    assert status == 0 and os.path.exists(destination)
+    assert "converted" in capsys.readouterr().out
+
+    status = convert.main([path, str(tmp_path / "bad.h5"), "--config", f"{__name__}:FiveClasses"])
+    error = capsys.readouterr().err
+    assert status == 2 and not (tmp_path / "bad.h5").exists()
+    match = re.search(r"layer '(mrcnn_\w+)'.* has shape \(([\d, ]+)\) in the model but "
+                      r"\(([\d, ]+)\)", error)
+    assert match and match.group(2) != match.group(3), error
+    assert convert.main([path, destination, "--config", "no_colon"]) == 2
+
+
+def test_convert_to_keras_native_weights(upstream_file, tmp_path):
+    from mrcnn import convert
+    path, values = upstream_file
+    destination = str(tmp_path / "converted.weights.h5")
+    convert.convert_upstream_weights(path, destination, TinyConfig())
+    model = _inference_model(tmp_path)
+    model.keras_model.load_weights(destination)
+    for key, variable in _model_weights(model).items():
+        np.testing.assert_array_equal(np.asarray(variable.numpy()), values[key], err_msg=key)
