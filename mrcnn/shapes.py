@@ -24,7 +24,7 @@ import numpy as np
 from mrcnn.config import Config
 from mrcnn.dataset import Dataset
 
-__all__ = ["ShapesDataset", "ShapesConfig", "SHAPE_NAMES", "draw_shape", "shape_bbox"]
+__all__ = ["ShapesDataset", "ShapesConfig", "DEMO_EPOCHS", "SHAPE_NAMES", "draw_shape", "shape_bbox"]
 
 SHAPE_NAMES = ("square", "circle", "triangle")
 """Class names in class-id order: "square" is class 1, "circle" 2, "triangle" 3."""
@@ -221,6 +221,10 @@ class ShapesDataset(Dataset):
         if info["source"] == "shapes":
             return info["shapes"]
         return super().image_reference(image_id)
+
+
+# Epochs of ShapesConfig.STEPS_PER_EPOCH steps that the demo trains for.
+DEMO_EPOCHS = 8
 
 
 class ShapesConfig(Config):

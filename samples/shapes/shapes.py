@@ -129,8 +129,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity")
     args = parser.parse_args(argv)
-    from mrcnn.shapes import ShapesConfig
-    args.epochs = args.epochs or ShapesConfig.DEMO_EPOCHS
+    from mrcnn.shapes import DEMO_EPOCHS, ShapesConfig
+    args.epochs = args.epochs or DEMO_EPOCHS
     args.steps = args.steps or ShapesConfig.STEPS_PER_EPOCH
     if args.model_dir is None and args.command != "demo":
         args.model_dir = "logs"
