@@ -1,0 +1,114 @@
+"""MaskRCNN inference helpers: anchors, molding, unmolding, detect_molded, run_graph."""
+import numpy as np
+import pytest
+
+import mrcnn.model as modellib
+from mrcnn import inference, utils
+from mrcnn.data import load_image_gt, mold_image
+
+from conftest import TinyConfig
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return modellib.MaskRCNN("inference", TinyConfig(), str(tmp_path_factory.mktemp("m")))
+
+
+def test_get_anchors_equal_numpy_pyramid_and_graph_anchors(model):
+    config = model.config
+    anchors = model.get_anchors(config.IMAGE_SHAPE)
+    shapes = utils.compute_backbone_shapes(config, config.IMAGE_SHAPE)
+    expected = utils.norm_boxes(utils.generate_pyramid_anchors(
+        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, shapes, config.BACKBONE_STRIDES,
+        config.RPN_ANCHOR_STRIDE), config.IMAGE_SHAPE[:2])
+    np.testing.assert_allclose(anchors, expected, atol=1e-6)
+    # 64x64 image: feature maps 16, 8, 4, 2, 1 with 3 ratios each
+    assert anchors.shape == ((256 + 64 + 16 + 4 + 1) * 3, 4)
+    image = np.zeros((64, 64, 3), np.uint8)
+    outputs = model.run_graph([image], [("anchors", model.keras_model.get_layer("anchors").output)])
+    np.testing.assert_allclose(outputs["anchors"].reshape(-1, 4), expected, atol=1e-6)
+
+
+def test_run_graph_returns_named_intermediate_tensors(model):
+    image = np.random.RandomState(0).randint(0, 255, (64, 64, 3)).astype(np.uint8)
+    outputs = model.run_graph([image], [
+        ("proposals", model.keras_model.get_layer("ROI").output),
+        ("detections", model.keras_model.get_layer("mrcnn_detection").output),
+    ])
+    assert outputs["proposals"].shape == (1, TinyConfig.POST_NMS_ROIS_INFERENCE, 4)
+    assert outputs["detections"].shape == (1, TinyConfig.DETECTION_MAX_INSTANCES, 6)
+    proposals = outputs["proposals"][0]
+    assert np.all(proposals >= 0) and np.all(proposals <= 1)
+
+
+def test_mold_inputs_resizes_and_describes_each_image(model):
+    image = np.full((32, 48, 3), 200, np.uint8)
+    molded, metas, windows = model.mold_inputs([image])
+    assert molded.shape == (1, 64, 64, 3)
+    # The long side 48 -> 64: scale 4/3, height round(32 * 4/3) = 43, so 21 rows of padding,
+    # 10 above and 11 below: window rows 10..53 (exclusive), all 64 columns.
+    assert list(windows[0]) == [10, 0, 53, 64]
+    np.testing.assert_allclose(molded[0, 20, 20], 200 - np.asarray(TinyConfig.MEAN_PIXEL),
+                               rtol=1e-5)
+    np.testing.assert_allclose(molded[0, 0, 0], -np.asarray(TinyConfig.MEAN_PIXEL), rtol=1e-5)
+    assert list(metas[0, 1:4]) == [32, 48, 3] and list(metas[0, 4:7]) == [64, 64, 3]
+    assert metas[0, 11] == pytest.approx(4 / 3)
+
+
+def test_unmold_detections_maps_boxes_and_pastes_masks_by_hand():
+    # A 32x32 original image upscaled 2x into the whole 64x64 molded image.
+    detections = np.zeros((4, 6), np.float32)
+    # A box covering molded pixels y 8..24 (exclusive 24), x 16..48; normalised with
+    # (box - [0, 0, 1, 1]) / 63.
+    detections[0] = [8 / 63, 16 / 63, 23 / 63, 47 / 63, 2, 0.9]
+    detections[1] = [0.5, 0.5, 0.5, 0.5, 1, 0.8]      # zero area: dropped
+    masks = np.zeros((4, 28, 28, 4), np.float32)
+    masks[0, :, :, 2] = 1.0                             # the class-2 mask fills the box
+    masks[0, :, :14, 1] = 1.0                           # another class's mask: ignored
+    boxes, class_ids, scores, full = inference.unmold_detections(
+        detections, masks, (32, 32, 3), (64, 64, 3), (0, 0, 64, 64))
+    # Original pixels: half of the molded ones.
+    np.testing.assert_array_equal(boxes, [[4, 8, 12, 24]])
+    np.testing.assert_array_equal(class_ids, [2])
+    np.testing.assert_allclose(scores, [0.9])
+    assert full.shape == (32, 32, 1)
+    expected = np.zeros((32, 32), bool)
+    expected[4:12, 8:24] = True
+    np.testing.assert_array_equal(full[..., 0], expected)
+
+
+def test_paste_masks_thresholds_at_one_half():
+    mask = np.zeros((1, 4, 4), np.float32)
+    mask[0, :, 2:] = 0.9          # right half on
+    full = inference.paste_masks(mask, np.array([[2, 2, 10, 10]]), (12, 12))
+    expected = np.zeros((12, 12), bool)
+    expected[2:10, 6:10] = True   # the right half of the 8x8 box
+    np.testing.assert_array_equal(full[..., 0], expected)
+
+
+def test_detect_molded_equals_detect(model, tiny_shapes):
+    config = model.config
+    image_ids = [0, 1]
+    molded, metas = [], []
+    for image_id in image_ids:
+        image, meta, _, _, _ = load_image_gt(tiny_shapes, config, image_id)
+        molded.append(mold_image(image, config))
+        metas.append(meta)
+    from_molded = model.detect_molded(np.stack(molded), np.stack(metas))
+    from_images = model.detect([tiny_shapes.load_image(i) for i in image_ids])
+    for a, b in zip(from_molded, from_images):
+        np.testing.assert_array_equal(a["class_ids"], b["class_ids"])
+        np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-5)
+        np.testing.assert_array_equal(a["rois"], b["rois"])
+
+
+def test_detect_rejects_a_model_in_training_mode(tmp_path):
+    training_model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    with pytest.raises(ValueError, match="mode='inference'"):
+        training_model.detect([np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_log_prints_shape_and_range(capsys):
+    modellib.log("values", np.array([[1.0, -2.0], [3.0, 4.0]]))
+    out = capsys.readouterr().out
+    assert "values" in out and "(2, 2)" in out and "-2.00000" in out and "4.00000" in out
