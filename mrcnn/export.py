@@ -1,0 +1,289 @@
+"""Export an inference MaskRCNN as a self-contained TensorFlow SavedModel.
+
+The SavedModel takes raw images and returns detections in their pixels, so serving needs
+neither this package nor Keras: `tf.saved_model.load(export_dir)` and a call
+
+    outputs = loaded.signatures["serving_default"](images=uint8 [B, H, W, 3])
+
+All images of one call share a size; batch size and image size may change from call to
+call. Everything `MaskRCNN.detect` does outside the Keras graph happens in TensorFlow:
+
+- molding (`mold_images`): the resize of `utils.resize_image` (bilinear, half-pixel
+  centres, no anti-aliasing, result truncated to integers like the uint8 image upstream
+  resizes), zero padding, MEAN_PIXEL subtraction and the image_meta vector;
+- unmolding (`unmold_detections`): boxes shifted out of the window and scaled to the
+  original pixels (y2/x2 exclusive), zero-area boxes dropped, and each detection's
+  class mask resized to its box, thresholded at 0.5 and pasted (`paste_masks`).
+
+Outputs (D = DETECTION_MAX_INSTANCES; rows past `num_detections` are zero/False):
+    boxes int32 [B, D, 4] (y1, x1, y2, x2) pixels of the input image,
+    class_ids int32 [B, D], scores float32 [B, D],
+    masks bool [B, D, H, W], num_detections int32 [B].
+
+Differences from `detect()`: TensorFlow's bilinear resize computes in float32 where
+OpenCV (used by `utils.resize_image`) computes in float64 with float32 coefficients, so
+after truncation a molded pixel can differ by one grey level where the interpolated value
+lies next to an integer; an integer scale or no resize (an image whose long side already
+equals IMAGE_MAX_DIM in "square" mode) molds identically. Mask pasting evaluates the same
+bilinear weights as OpenCV but sums them in another order, so a pixel whose mask value
+is within float rounding of 0.5 can flip.
+"""
+import tensorflow as tf
+
+SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
+SERVING_OUTPUTS = ("boxes", "class_ids", "scores", "masks", "num_detections")
+
+
+# --- Molding ----------------------------------------------------------------------------
+
+def resize_scale(height, width, config):
+    """Scale factor `utils.resize_image` applies to an image of height x width.
+
+    Args:
+        height, width: float64 scalar tensors, the original image size.
+    Returns:
+        float64 scalar: max(1, IMAGE_MIN_DIM / short side), at least IMAGE_MIN_SCALE, and
+        in "square" mode reduced to IMAGE_MAX_DIM / long side when the rounded long side
+        would exceed IMAGE_MAX_DIM. 1 in "none" mode.
+    """
+    one = tf.constant(1.0, tf.float64)
+    if config.IMAGE_RESIZE_MODE == "none":
+        return one
+    scale = one
+    if config.IMAGE_MIN_DIM:
+        scale = tf.maximum(one, config.IMAGE_MIN_DIM / tf.minimum(height, width))
+    if config.IMAGE_MIN_SCALE:
+        scale = tf.maximum(scale, tf.constant(config.IMAGE_MIN_SCALE, tf.float64))
+    if config.IMAGE_RESIZE_MODE == "square" and config.IMAGE_MAX_DIM:
+        long_side = tf.maximum(height, width)
+        too_big = tf.round(long_side * scale) > config.IMAGE_MAX_DIM
+        scale = tf.where(too_big, config.IMAGE_MAX_DIM / long_side, scale)
+    return scale
+
+
+def _padding(size, config):
+    """(before, after) zero padding of one axis of `size` scaled pixels (int32 tensors)."""
+    if config.IMAGE_RESIZE_MODE == "square":
+        total = config.IMAGE_MAX_DIM - size
+    elif config.IMAGE_RESIZE_MODE == "pad64":
+        total = tf.math.floormod(-size, 64)
+    else:
+        total = tf.zeros_like(size)
+    before = total // 2
+    return before, total - before
+
+
+def mold_images(images, config):
+    """Resize, pad and normalise a batch of same-sized raw images; describe each.
+
+    Args:
+        images: uint8 (or any real dtype holding 0..255) [B, H, W, 3].
+        config: the model's Config (IMAGE_RESIZE_MODE "square", "pad64" or "none").
+    Returns:
+        molded float32 [B, h, w, 3] (image minus MEAN_PIXEL, zero padding before the
+        subtraction as upstream), image_meta float32 [B, 12 + NUM_CLASSES],
+        window int32 [4] (y1, x1, y2, x2) of the image inside the molded frame.
+    """
+    if config.IMAGE_RESIZE_MODE not in SUPPORTED_RESIZE_MODES:
+        raise ValueError(f"export supports IMAGE_RESIZE_MODE {SUPPORTED_RESIZE_MODES}, got "
+                         f"{config.IMAGE_RESIZE_MODE!r} (its random crop is for training)")
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    scale = resize_scale(tf.cast(height, tf.float64), tf.cast(width, tf.float64), config)
+    new_h = tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32)
+    new_w = tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32)
+
+    pixels = tf.cast(images, tf.float32)
+    resized = tf.cond(
+        tf.logical_and(tf.equal(new_h, height), tf.equal(new_w, width)),
+        lambda: pixels,
+        lambda: tf.floor(tf.image.resize(pixels, tf.stack([new_h, new_w]),
+                                         method="bilinear", antialias=False)))
+    top, bottom = _padding(new_h, config)
+    left, right = _padding(new_w, config)
+    padded = tf.pad(resized, [[0, 0], [top, bottom], [left, right], [0, 0]])
+    molded = padded - tf.constant(config.MEAN_PIXEL, tf.float32)
+
+    window = tf.stack([top, left, top + new_h, left + new_w])
+    molded_h, molded_w = new_h + top + bottom, new_w + left + right
+    channels = tf.cast(shape[3], tf.float32)
+    meta = tf.concat([
+        tf.zeros([1]),
+        tf.stack([tf.cast(height, tf.float32), tf.cast(width, tf.float32), channels]),
+        tf.stack([tf.cast(molded_h, tf.float32), tf.cast(molded_w, tf.float32), channels]),
+        tf.cast(window, tf.float32),
+        tf.reshape(tf.cast(scale, tf.float32), [1]),
+        tf.zeros([config.NUM_CLASSES]),
+    ], axis=0)
+    image_meta = tf.tile(meta[None], [batch, 1])
+    return molded, image_meta, window
+
+
+# --- Unmolding --------------------------------------------------------------------------
+
+def boxes_to_pixels(boxes, original_hw, molded_hw, window):
+    """Normalised boxes of the molded image -> int32 pixel boxes of the original image.
+
+    Args:
+        boxes: float32 [..., 4] (y1, x1, y2, x2) normalised to the molded image.
+        original_hw, molded_hw: int32 [2] heights and widths.
+        window: int32 [4] pixels of the image inside the molded frame.
+    Returns:
+        int32 [..., 4], y2/x2 exclusive, rounded half to even (as np.around).
+    """
+    molded_h, molded_w = tf.cast(molded_hw[0], tf.float32), tf.cast(molded_hw[1], tf.float32)
+    norm_window = ((tf.cast(window, tf.float32) - tf.constant([0.0, 0.0, 1.0, 1.0]))
+                   / tf.stack([molded_h - 1, molded_w - 1, molded_h - 1, molded_w - 1]))
+    wy1, wx1, wy2, wx2 = tf.unstack(norm_window)
+    shift = tf.stack([wy1, wx1, wy1, wx1])
+    size = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    in_window = tf.cast((boxes - shift) / size, tf.float64)
+    height, width = tf.cast(original_hw[0], tf.float64), tf.cast(original_hw[1], tf.float64)
+    scale = tf.stack([height - 1, width - 1, height - 1, width - 1])
+    pixels = in_window * scale + tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
+    return tf.cast(tf.round(pixels), tf.int32)
+
+
+def _interpolation_matrix(start, end, out_size, in_size):
+    """Bilinear resampling weights that resize `in_size` samples onto pixels start..end-1.
+
+    Pixel p of an axis of length out_size inside [start, end) reads source coordinate
+    (p - start + 0.5) * in_size / (end - start) - 0.5, clamped to the first/last sample
+    (OpenCV's INTER_LINEAR mapping); pixels outside [start, end) get all-zero rows.
+
+    Args:
+        start, end: int32 [N] box extent on this axis (end exclusive).
+        out_size: int32 scalar, the image's length on this axis.
+        in_size: python int, the mask's length on this axis.
+    Returns:
+        float32 [N, out_size, in_size].
+    """
+    pixel = tf.cast(tf.range(out_size), tf.float32)[None, :]
+    start_f = tf.cast(start, tf.float32)[:, None]
+    length = tf.cast(tf.maximum(end - start, 1), tf.float32)[:, None]
+    source = (pixel - start_f + 0.5) * (in_size / length) - 0.5
+    lower = tf.floor(source)
+    fraction = source - lower
+    lower_index = tf.clip_by_value(tf.cast(lower, tf.int32), 0, in_size - 1)
+    upper_index = tf.clip_by_value(tf.cast(lower, tf.int32) + 1, 0, in_size - 1)
+    weights = ((1.0 - fraction)[..., None] * tf.one_hot(lower_index, in_size)
+               + fraction[..., None] * tf.one_hot(upper_index, in_size))
+    inside = tf.logical_and(pixel >= start_f, pixel < tf.cast(end, tf.float32)[:, None])
+    return weights * tf.cast(inside, tf.float32)[..., None]
+
+
+def paste_masks(masks, boxes, height, width, threshold=0.5):
+    """Resize each small mask to its box and paste it into an image-sized boolean mask.
+
+    Bilinear resizing is separable, so the resized mask of box n is R_y[n] @ m[n] @
+    R_x[n]^T with the interpolation matrices of `_interpolation_matrix`; this handles all
+    boxes of all images at once. Memory: float32 [N, height, width] for N masks.
+
+    Args:
+        masks: float32 [N, mh, mw] probabilities (static mh, mw).
+        boxes: int32 [N, 4] pixel boxes (y1, x1, y2, x2), y2/x2 exclusive.
+        height, width: int32 scalars, the image size.
+        threshold: float > 0.
+    Returns:
+        bool [N, height, width]: value >= threshold inside the box, False elsewhere.
+    """
+    mask_h, mask_w = int(masks.shape[1]), int(masks.shape[2])
+    rows = _interpolation_matrix(boxes[:, 0], boxes[:, 2], height, mask_h)
+    cols = _interpolation_matrix(boxes[:, 1], boxes[:, 3], width, mask_w)
+    # Rows and columns outside the box are zero, so is the resized mask there.
+    resized = tf.matmul(tf.matmul(rows, masks), cols, transpose_b=True)
+    return resized >= threshold
+
+
+def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window):
+    """The graph's batched outputs -> detections in pixels of the original images.
+
+    Args:
+        detections: float32 [B, D, 6] (y1, x1, y2, x2, class_id, score), normalised,
+            zero rows after the last detection.
+        mrcnn_mask: float32 [B, D, mh, mw, NUM_CLASSES].
+        original_hw, molded_hw: int32 [2] image sizes before and after molding.
+        window: int32 [4] where the image lies in the molded frame.
+    Returns:
+        dict of boxes int32 [B, D, 4], class_ids int32 [B, D], scores float32 [B, D],
+        masks bool [B, D, H, W], num_detections int32 [B]. Valid detections come first in
+        the graph's order; zero-area boxes are dropped as in `inference.unmold_detections`.
+    """
+    batch, count = tf.shape(detections)[0], tf.shape(detections)[1]
+    class_ids = tf.cast(detections[..., 4], tf.int32)
+    before_padding = tf.cast(tf.math.cumprod(tf.cast(class_ids > 0, tf.int32), axis=1), tf.bool)
+    boxes = boxes_to_pixels(detections[..., :4], original_hw, molded_hw, window)
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    keep = tf.logical_and(before_padding, area > 0)
+
+    # Stable sort: kept detections first, in their order.
+    order = tf.argsort(tf.cast(tf.logical_not(keep), tf.int32), axis=1, stable=True)
+    keep = tf.gather(keep, order, batch_dims=1)
+    keep_f = tf.cast(keep, tf.float32)
+    keep_i = tf.cast(keep, tf.int32)
+    boxes = tf.gather(boxes, order, batch_dims=1) * keep_i[..., None]
+    class_ids = tf.gather(class_ids, order, batch_dims=1) * keep_i
+    scores = tf.gather(detections[..., 5], order, batch_dims=1) * keep_f
+    per_class = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), order, batch_dims=1)
+    class_masks = tf.gather(per_class, class_ids, axis=2, batch_dims=2)
+
+    height, width = original_hw[0], original_hw[1]
+    mask_h, mask_w = int(mrcnn_mask.shape[2]), int(mrcnn_mask.shape[3])
+    flat_masks = tf.reshape(class_masks, [-1, mask_h, mask_w])
+    flat_boxes = tf.reshape(boxes, [-1, 4])
+    pasted = paste_masks(flat_masks, flat_boxes, height, width)
+    masks = tf.reshape(pasted, tf.stack([batch, count, height, width]))
+    masks = tf.logical_and(masks, keep[:, :, None, None])
+    return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks,
+            "num_detections": tf.reduce_sum(keep_i, axis=1)}
+
+
+# --- The exported module ----------------------------------------------------------------
+
+class MaskRCNNServing(tf.Module):
+    """A tf.Module that runs raw images through molding, the graph and unmolding.
+
+    Only the model's variables are tracked, so the SavedModel holds plain TensorFlow
+    functions and variables and loads without Keras or this package.
+    """
+
+    def __init__(self, keras_model, config, name="mask_rcnn_serving"):
+        super().__init__(name=name)
+        self.model_variables = list(keras_model.variables)
+        channels = config.IMAGE_CHANNEL_COUNT
+
+        def serve(images):
+            return run_serving(keras_model, config, images)
+
+        self.serve = tf.function(
+            serve, input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8,
+                                                  name="images")])
+
+
+def run_serving(keras_model, config, images):
+    """Raw uint8 images [B, H, W, C] -> dict of SERVING_OUTPUTS (see the module doc)."""
+    molded, image_meta, window = mold_images(images, config)
+    outputs = keras_model({"input_image": molded, "input_image_meta": image_meta},
+                          training=False)
+    original_hw = tf.shape(images)[1:3]
+    molded_hw = tf.shape(molded)[1:3]
+    return unmold_detections(outputs["detections"], outputs["mrcnn_mask"], original_hw,
+                             molded_hw, window)
+
+
+def export_saved_model(model, export_dir):
+    """Write an inference MaskRCNN as a SavedModel with a raw-image serving signature.
+
+    Args:
+        model: a `MaskRCNN` built with mode="inference" (weights loaded).
+        export_dir: directory to write (created).
+    Returns:
+        export_dir. Load with `tf.saved_model.load(export_dir)` and call
+        `.signatures["serving_default"](images=uint8 [B, H, W, 3])` or `.serve(images)`.
+    """
+    if getattr(model, "mode", None) != "inference":
+        raise ValueError("export_saved_model needs a MaskRCNN built with mode='inference'")
+    module = MaskRCNNServing(model.keras_model, model.config)
+    tf.saved_model.save(module, str(export_dir),
+                        signatures={"serving_default": module.serve.get_concrete_function()})
+    return export_dir
