@@ -135,6 +135,13 @@ class Config:
     def __init__(self):
         self.validate()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, sources in _DERIVED.items():
+            if name in vars(cls):
+                raise ConfigError(f"{name} is derived from {sources}; set those in "
+                                  f"{cls.__name__} instead")
+
     # --- Derived attributes: always computed from the settings they depend on ----------
     @property
     def BATCH_SIZE(self):
@@ -158,16 +165,15 @@ class Config:
 
     @BATCH_SIZE.setter
     def BATCH_SIZE(self, value):
-        _refuse_derived("BATCH_SIZE", "IMAGES_PER_GPU and GPU_COUNT")
+        _refuse_derived("BATCH_SIZE")
 
     @IMAGE_SHAPE.setter
     def IMAGE_SHAPE(self, value):
-        _refuse_derived("IMAGE_SHAPE", "IMAGE_MAX_DIM (IMAGE_MIN_DIM in crop mode) and "
-                        "IMAGE_CHANNEL_COUNT")
+        _refuse_derived("IMAGE_SHAPE")
 
     @IMAGE_META_SIZE.setter
     def IMAGE_META_SIZE(self, value):
-        _refuse_derived("IMAGE_META_SIZE", "NUM_CLASSES")
+        _refuse_derived("IMAGE_META_SIZE")
 
     # --- Inspection -----------------------------------------------------------------------
     def to_dict(self):
@@ -329,8 +335,16 @@ class Config:
                               f"got {self.LEARNING_RATE_MIN_FACTOR}")
 
 
-def _refuse_derived(name, sources):
-    raise AttributeError(f"{name} is derived from {sources}; set those instead")
+_DERIVED = {
+    "BATCH_SIZE": "IMAGES_PER_GPU and GPU_COUNT",
+    "IMAGE_SHAPE": "IMAGE_MAX_DIM (IMAGE_MIN_DIM in crop mode) and IMAGE_CHANNEL_COUNT",
+    "IMAGE_META_SIZE": "NUM_CLASSES",
+}
+
+
+def _refuse_derived(name, sources=None):
+    raise AttributeError(f"{name} is derived from {sources or _DERIVED[name]}; "
+                         f"set those instead")
 
 
 def _plain(value):

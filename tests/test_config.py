@@ -122,3 +122,9 @@ def test_callable_backbone_accepted_with_shape_function():
 
     config = _with(BACKBONE=backbone, COMPUTE_BACKBONE_SHAPE=shapes)()
     assert "BACKBONE" not in config.to_dict()
+
+
+def test_subclass_setting_a_derived_attribute_is_refused():
+    with pytest.raises(ConfigError, match="^BATCH_SIZE is derived from IMAGES_PER_GPU"):
+        class Bad(Config):
+            BATCH_SIZE = 4
