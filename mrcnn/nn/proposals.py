@@ -76,6 +76,7 @@ class ProposalLayer(keras.layers.Layer):
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
                  rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), name="ROI", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic and NMS stay float32
         super().__init__(name=name, **kwargs)
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
@@ -90,9 +91,11 @@ class ProposalLayer(keras.layers.Layer):
         scores, deltas, anchors = top_anchors(scores, deltas, anchors, self.pre_nms_limit)
         boxes = box_ops.apply_box_deltas(anchors, deltas)
         boxes = box_ops.clip_boxes(boxes, tf.constant([0.0, 0.0, 1.0, 1.0]))
+        def per_image(args):
+            return nms_padded(args[0], args[1], self.proposal_count, self.nms_threshold)
+
         proposals = tf.map_fn(
-            lambda args: nms_padded(args[0], args[1], self.proposal_count,
-                                    self.nms_threshold),
+            per_image,
             (boxes, scores),
             fn_output_signature=tf.TensorSpec([self.proposal_count, 4], tf.float32))
         return proposals
