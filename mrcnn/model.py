@@ -154,6 +154,20 @@ class MaskRCNN:
         self.set_log_dir(filepath)
         return report
 
+    def get_imagenet_weights(self, weights="imagenet"):
+        """Path of a file with ImageNet weights for config.BACKBONE ("resnet50"/"resnet101").
+
+        Load it with load_weights(path, by_name=True). `weights` may be the local path of
+        keras.applications' "<arch>_weights_tf_dim_ordering_tf_kernels_notop.h5" file.
+        """
+        from mrcnn import imagenet
+        return imagenet.get_imagenet_weights(self.config.BACKBONE, weights=weights)
+
+    def export_saved_model(self, export_dir):
+        """Write a SavedModel serving raw uint8 images; see mrcnn.export.export_saved_model."""
+        from mrcnn import export
+        return export.export_saved_model(self, export_dir)
+
     # --- Training ---------------------------------------------------------------------
     def compile(self, learning_rate, momentum=None, total_steps=1):
         """Attach a fresh SGD optimiser (upstream compiles at every `train()`)."""
