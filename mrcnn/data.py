@@ -10,29 +10,34 @@ Frames and units used here:
 * masks are bool [h, w, N]: full-image masks, or mini masks of MINI_MASK_SHAPE cropped to
   each instance's box when ``config.USE_MINI_MASK``.
 
+What a Dataset returns is checked and converted by :mod:`mrcnn.validate` (errors name the
+image); augmentation adapters live in :mod:`mrcnn.augment`.
+
 Randomness (RPN subsampling, instance subsampling, augmentation) is drawn from an ``rng``
 argument (``np.random.Generator`` or ``np.random.RandomState``); without one the global
 ``np.random`` state is used, as upstream does. :class:`DataGenerator` derives one generator
-per sample from (seed, epoch, image_id), so a seed fixes its batches whatever the number or
-the order of workers.
+per sample from (seed, epoch, pass, image_id), so a seed fixes its batches whatever the
+number or the order of workers.
 """
 import itertools
 import logging
 import math
+import os
 import sys
 
 import keras
 import numpy as np
 
-from mrcnn import utils
+from mrcnn import augment as augment_module
+from mrcnn import utils, validate
 from mrcnn.image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
 
 __all__ = [
     "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta",
     "parse_image_meta_graph", "load_image_gt", "apply_augmentation", "build_rpn_targets",
-    "generate_random_rois",
+    "AnchorTable", "generate_random_rois",
     "build_detection_targets", "compute_anchors", "DataGenerator", "data_generator",
-    "MASK_AUGMENTERS", "INPUT_NAMES",
+    "default_workers", "MASK_AUGMENTERS", "INPUT_NAMES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,8 +47,9 @@ RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
 RPN_CROWD_IOU = 0.001
 
-# imgaug augmenters that move pixels without changing their values: the only ones that are
-# also applied to masks. Colour, blur and noise augmenters touch the image alone.
+# Upstream's list of the imgaug augmenters it also applied to masks. Kept for code that
+# refers to it; masks now go through imgaug as segmentation maps, so every geometric
+# augmenter moves them (see mrcnn.augment).
 MASK_AUGMENTERS = ("Sequential", "SomeOf", "OneOf", "Sometimes", "Fliplr", "Flipud",
                    "CropAndPad", "Affine", "PiecewiseAffine")
 
@@ -61,7 +67,8 @@ def mold_image(images, config):
 
     The only normalisation of the model's input (no division by a standard deviation).
     """
-    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+    return np.subtract(images, np.asarray(config.MEAN_PIXEL, dtype=np.float32),
+                       dtype=np.float32)
 
 
 def unmold_image(normalized_images, config):
@@ -71,6 +78,15 @@ def unmold_image(normalized_images, config):
     molded images, so they lie in [0, 255] after adding the mean.
     """
     return (normalized_images + np.asarray(config.MEAN_PIXEL, dtype=np.float32)).astype(np.uint8)
+
+
+def _mold_batch(images, config):
+    """float32 [B, H, W, C] molded images from a list of B uint8 [H, W, C] (one pass each)."""
+    mean = np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+    batch = np.empty((len(images),) + images[0].shape, dtype=np.float32)
+    for b, image in enumerate(images):
+        np.subtract(image, mean, out=batch[b], dtype=np.float32)
+    return batch
 
 
 ############################################################
@@ -94,37 +110,18 @@ def _random_int(rng, high):
     return int(_integers(rng, 0, high))
 
 
-def _mask_hook(images, augmenter, parents, default):
-    """imgaug activator: apply only geometric augmenters (MASK_AUGMENTERS) to masks."""
-    return augmenter.__class__.__name__ in MASK_AUGMENTERS
-
-
 def apply_augmentation(image, mask, augmentation, rng=None):
-    """Apply one imgaug augmenter to an image and its masks with the same random draw.
+    """Apply an augmentation to an image and its masks with the same random draw.
 
     image: uint8 [H, W, 3]. mask: bool [H, W, N] full-image masks.
-    augmentation: an imgaug augmenter. rng: seeds the draw (reproducible); None uses
-        the augmenter's own random state.
+    augmentation: an imgaug augmenter, an albumentations transform or a function
+        ``f(image, masks, rng)`` (see mrcnn.augment). Geometric augmenters move the
+        masks with the image; colour augmenters change the image only.
+    rng: seeds the draw (reproducible); None uses the augmenter's own random state.
 
-    The augmenter is made deterministic, run on the image, then run on the masks with a
-    hook that lets only MASK_AUGMENTERS act. Augmenters must keep the image shape.
-
-    Returns: (image uint8 [H, W, 3], mask bool [H, W, N]).
+    Returns: (image uint8 [H, W, 3], mask bool [H, W, N]). ValueError if the size changed.
     """
-    from mrcnn.imgaug_compat import imgaug
-
-    deterministic = augmentation.to_deterministic()
-    if rng is not None:
-        deterministic.seed_(_random_int(rng, 2 ** 31 - 1), deterministic_too=True)
-    image_shape, mask_shape = image.shape, mask.shape
-    image = deterministic.augment_image(image)
-    mask = deterministic.augment_image(
-        mask.astype(np.uint8), hooks=imgaug.HooksImages(activator=_mask_hook))
-    if image.shape != image_shape or mask.shape != mask_shape:
-        raise ValueError(
-            f"augmentation changed the image shape {image_shape} -> {image.shape} or the "
-            f"mask shape {mask_shape} -> {mask.shape}; use augmenters that keep the size")
-    return image, mask.astype(bool)
+    return augment_module.apply_augmentation(image, mask, augmentation, rng)
 
 
 def _active_class_ids(dataset, image_id):
@@ -135,16 +132,26 @@ def _active_class_ids(dataset, image_id):
     return active
 
 
+def _drop_empty(class_ids, mask):
+    """Keep the instances whose mask has a pixel: (class_ids, boxes int32 [N, 4], mask)."""
+    bbox = utils.extract_bboxes(mask)
+    present = bbox[:, 2] > bbox[:, 0]
+    if not present.all():
+        return class_ids[present], bbox[present], mask[:, :, present]
+    return class_ids, bbox, mask
+
+
 def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=None, *,
                   augment=False, rng=None):
     """Load an image with its ground truth, resized as the model sees it.
 
     Args:
         dataset: a prepared Dataset. config: a Config (IMAGE_* resize settings,
-            MINI_MASK_SHAPE, USE_MINI_MASK).
+            MINI_MASK_SHAPE, USE_MINI_MASK, IMAGE_CHANNEL_COUNT).
         image_id: internal image id.
-        augmentation: optional imgaug augmenter, applied after resizing; only geometric
-            augmenters (MASK_AUGMENTERS) also move the masks.
+        augmentation: optional imgaug augmenter, albumentations transform or function
+            (see mrcnn.augment), applied after resizing; geometric augmenters also move
+            the masks.
         use_mini_mask: store masks as mini masks; None means config.USE_MINI_MASK.
         augment: deprecated upstream flag: flip left-right with probability 0.5.
         rng: random source for ``augment`` and ``augmentation`` (see the module docstring).
@@ -156,16 +163,20 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
             augmentation are dropped.
         bbox: int32 [N, (y1, x1, y2, x2)] pixels, the extent of each mask.
         mask: bool [H, W, N], or [MINI_MASK_SHAPE..., N] mini masks.
+
+    Raises:
+        mrcnn.validate.DatasetError: the image or its masks are unusable (the message
+            names the image id, its source and path).
     """
     if use_mini_mask is None:
         use_mini_mask = config.USE_MINI_MASK
-    image = dataset.load_image(image_id)
-    mask, class_ids = dataset.load_mask(image_id)
+    image, mask, class_ids = validate.load_checked(dataset, image_id,
+                                                   int(config.IMAGE_CHANNEL_COUNT))
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
-    mask = utils.resize_mask(mask, scale, padding, crop).astype(bool)
+    mask = utils.resize_mask(mask, scale, padding, crop)
 
     if augment:
         logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
@@ -174,10 +185,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
     if augmentation is not None:
         image, mask = apply_augmentation(image, mask, augmentation, rng)
 
-    present = mask.any(axis=(0, 1))
-    mask = mask[:, :, present]
-    class_ids = np.asarray(class_ids, dtype=np.int32)[present]
-    bbox = utils.extract_bboxes(mask)
+    class_ids, bbox, mask = _drop_empty(class_ids, mask)
     if use_mini_mask:
         mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
@@ -189,27 +197,149 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
 #  RPN targets
 ############################################################
 
-def _best_anchor_per_gt(overlaps):
-    """bool [A]: anchors whose IoU with some GT box equals that box's largest IoU.
+class AnchorTable:
+    """Pixel anchors indexed for fast IoU with a few boxes.
 
-    overlaps: [A, G] IoU of anchors with the (non-crowd) GT boxes.
+    anchors: [A, (y1, x1, y2, x2)] pixels.
 
-    Every anchor tied at a GT box's maximum is selected, as upstream's
-    ``argwhere(overlaps == max)``. A GT box that overlaps no anchor at all (maximum 0)
-    selects nothing; upstream would select every anchor there.
+    Pyramid anchors come in a few sizes (one per scale and ratio), each on a regular
+    grid. The table groups anchors of (nearly) equal size and sorts each group by y1,
+    so the anchors that can overlap a box are found by a binary search on y1 within
+    each group: the IoU of a box is computed for the anchors near it rather than for
+    all of them. Anchor sets of many different sizes fall back to a dense test per
+    box. Build it once per anchor set (DataGenerator does) and pass it to
+    :func:`build_rpn_targets`.
     """
-    if overlaps.shape[1] == 0:
-        return np.zeros(overlaps.shape[0], dtype=bool)
-    best = overlaps.max(axis=0)
-    return np.any((overlaps == best) & (best > 0), axis=1)
+
+    MAX_GROUPS = 64  # more distinct anchor sizes than this: dense test per box
+
+    def __init__(self, anchors):
+        self.boxes = np.asarray(anchors)
+        coords = np.asarray(anchors, dtype=np.float64).reshape(-1, 4)
+        self.coords = coords
+        self.area = (coords[:, 2] - coords[:, 0]) * (coords[:, 3] - coords[:, 1])
+        self.groups = self._group_by_size(coords)
+
+    def __len__(self):
+        return self.area.shape[0]
+
+    @classmethod
+    def _group_by_size(cls, coords):
+        """[(largest height, anchor ids sorted by y1, their y1)], None if too many sizes.
+
+        Sizes are compared after rounding to 1/1000 pixel (anchor corners computed from
+        centres differ in their last bits); the search uses each group's largest height,
+        so the grouping affects speed only, never which anchors are found.
+        """
+        if not len(coords):
+            return []
+        heights = coords[:, 2] - coords[:, 0]
+        widths = coords[:, 3] - coords[:, 1]
+        keys = np.round(heights, 3) + 1j * np.round(widths, 3)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        if len(unique) > cls.MAX_GROUPS:
+            return None
+        inverse = inverse.reshape(-1)
+        by_group = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[by_group], np.arange(len(unique) + 1))
+        groups = []
+        for g in range(len(unique)):
+            ids = by_group[bounds[g]:bounds[g + 1]]
+            ids = ids[np.argsort(coords[ids, 0], kind="stable")]
+            groups.append((heights[ids].max(), ids, np.ascontiguousarray(coords[ids, 0])))
+        return groups
+
+    def candidates(self, box):
+        """int64 ids of the anchors whose intersection with ``box`` has a positive area.
+
+        box: (y1, x1, y2, x2) pixels. Ids are unique, in no particular order.
+        """
+        y1, x1, y2, x2 = box
+        if self.groups is None:
+            near = np.arange(len(self))
+        else:
+            parts = []
+            for height, ids, sorted_y1 in self.groups:
+                lo = np.searchsorted(sorted_y1, y1 - height, side="left")
+                hi = np.searchsorted(sorted_y1, y2, side="left")
+                parts.append(ids[lo:hi])
+            near = np.concatenate(parts)
+        c = self.coords[near]
+        return near[(c[:, 0] < y2) & (c[:, 2] > y1) & (c[:, 1] < x2) & (c[:, 3] > x1)]
+
+    def iou(self, box):
+        """(ids, float64 IoU): the anchors overlapping ``box`` and their IoU with it.
+
+        box: (y1, x1, y2, x2) pixels. Every anchor not in ``ids`` has IoU 0.
+        IoU = intersection / (anchor area + box area - intersection).
+        """
+        box = np.asarray(box, dtype=np.float64)
+        ids = self.candidates(box)
+        c = self.coords[ids]
+        height = np.minimum(c[:, 2], box[2]) - np.maximum(c[:, 0], box[0])
+        width = np.minimum(c[:, 3], box[3]) - np.maximum(c[:, 1], box[1])
+        intersection = np.maximum(height, 0) * np.maximum(width, 0)
+        box_area = (box[2] - box[0]) * (box[3] - box[1])
+        union = self.area[ids] + box_area - intersection
+        return ids, intersection / union
+
+
+def _anchor_gt_match(table, gt_boxes):
+    """Each anchor's best GT box, and the anchors that are some GT box's best.
+
+    table: AnchorTable of A anchors. gt_boxes: [G, 4] pixels (non-crowd).
+
+    Returns:
+        anchor_gt: int64 [A], index of the GT box of largest IoU (the first on ties;
+            0 for an anchor that overlaps none).
+        anchor_iou: float64 [A], that IoU (0 without GT boxes).
+        best_of_gt: bool [A], anchors whose IoU with some GT box equals that box's
+            largest IoU, every tied anchor included (upstream's
+            ``argwhere(overlaps == max)``). A GT box that overlaps no anchor (largest
+            IoU 0) selects nothing; upstream would select every anchor there.
+    """
+    count = len(table)
+    anchor_gt = np.zeros([count], dtype=np.int64)
+    anchor_iou = np.zeros([count], dtype=np.float64)
+    best_of_gt = np.zeros([count], dtype=bool)
+    for g, box in enumerate(np.asarray(gt_boxes).reshape(-1, 4)):
+        ids, iou = table.iou(box)
+        if not len(ids) or iou.max() <= 0:
+            continue
+        best_of_gt[ids[iou == iou.max()]] = True
+        better = iou > anchor_iou[ids]
+        anchor_iou[ids[better]] = iou[better]
+        anchor_gt[ids[better]] = g
+    return anchor_gt, anchor_iou, best_of_gt
+
+
+def _crowd_max_iou(table, crowd_boxes):
+    """float64 [A]: each anchor's largest IoU with the crowd boxes (0 without any)."""
+    result = np.zeros([len(table)], dtype=np.float64)
+    for box in np.asarray(crowd_boxes).reshape(-1, 4):
+        ids, iou = table.iou(box)
+        result[ids] = np.maximum(result[ids], iou)
+    return result
 
 
 def _disable_extra(rpn_match, value, keep, rng):
-    """Set random entries equal to ``value`` back to 0 (neutral) so at most ``keep`` remain."""
+    """Set random entries equal to ``value`` back to 0 (neutral) so at most ``keep`` remain.
+
+    The entries that stay form a uniformly random subset of size ``keep``. It is drawn
+    from its smaller side: the ``extra`` entries to disable when they are fewer than
+    ``keep`` (upstream's draw), otherwise the ``keep`` entries to retain, which avoids
+    a permutation of all 261,888 anchors for the negatives.
+    """
     ids = np.flatnonzero(rpn_match == value)
     extra = len(ids) - keep
-    if extra > 0:
+    if extra <= 0:
+        return
+    if extra <= keep:
         rpn_match[rng.choice(ids, extra, replace=False)] = 0
+        return
+    kept = rng.choice(ids, keep, replace=False) if keep > 0 else ids[:0]
+    rpn_match[ids] = 0
+    rpn_match[kept] = value
 
 
 def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=None):
@@ -217,7 +347,8 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
 
     Args:
         image_shape: (H, W, C) of the molded image (unused; kept for upstream's signature).
-        anchors: [A, (y1, x1, y2, x2)] pixels.
+        anchors: [A, (y1, x1, y2, x2)] pixels, or an :class:`AnchorTable` of them (faster
+            when called for many images).
         gt_class_ids: int [G]; negative ids are crowd boxes, 0 is padding (ignored).
         gt_boxes: [G, (y1, x1, y2, x2)] pixels.
         config: uses RPN_TRAIN_ANCHORS_PER_IMAGE and RPN_BBOX_STD_DEV.
@@ -226,7 +357,8 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
     Rules (upstream's): an anchor with IoU >= 0.001 with a crowd box is never negative;
     IoU < 0.3 with every GT box -> negative; the best anchor(s) of each GT box and
     IoU >= 0.7 -> positive. Positives are subsampled to RPN_TRAIN_ANCHORS_PER_IMAGE // 2,
-    then negatives to fill up RPN_TRAIN_ANCHORS_PER_IMAGE.
+    then negatives to fill up RPN_TRAIN_ANCHORS_PER_IMAGE. Without GT boxes every anchor
+    away from crowd boxes is negative.
 
     Returns:
         rpn_match: int32 [A], 1 positive, -1 negative, 0 neutral.
@@ -234,38 +366,29 @@ def build_rpn_targets(image_shape, anchors, gt_class_ids, gt_boxes, config, rng=
             deltas from each positive anchor (in anchor order) to the GT box it overlaps
             most, divided by RPN_BBOX_STD_DEV; zero rows after the last positive.
     """
+    del image_shape
     rng = _random_state(rng)
-    anchors = np.asarray(anchors)
-    gt_class_ids = np.asarray(gt_class_ids)
-    gt_boxes = np.asarray(gt_boxes)
+    table = anchors if isinstance(anchors, AnchorTable) else AnchorTable(anchors)
+    gt_class_ids = np.asarray(gt_class_ids).reshape(-1)
+    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
     count = config.RPN_TRAIN_ANCHORS_PER_IMAGE
-    rpn_match = np.zeros([anchors.shape[0]], dtype=np.int32)
+    rpn_match = np.zeros([len(table)], dtype=np.int32)
     rpn_bbox = np.zeros([count, 4], dtype=np.float32)
 
     crowd = gt_class_ids < 0
-    if crowd.any():
-        crowd_iou = utils.compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1)
-        no_crowd = crowd_iou < RPN_CROWD_IOU
-    else:
-        no_crowd = np.ones([anchors.shape[0]], dtype=bool)
+    no_crowd = _crowd_max_iou(table, gt_boxes[crowd]) < RPN_CROWD_IOU
     gt_boxes = gt_boxes[gt_class_ids > 0]
-
-    overlaps = utils.compute_overlaps(anchors, gt_boxes)              # [A, G]
-    if gt_boxes.shape[0]:
-        anchor_gt = overlaps.argmax(axis=1)                           # [A]
-        anchor_iou = overlaps[np.arange(anchors.shape[0]), anchor_gt]
-    else:
-        anchor_gt = np.zeros([anchors.shape[0]], dtype=np.int64)
-        anchor_iou = np.zeros([anchors.shape[0]])
+    anchor_gt, anchor_iou, best_of_gt = _anchor_gt_match(table, gt_boxes)
     rpn_match[(anchor_iou < RPN_NEGATIVE_IOU) & no_crowd] = -1
-    rpn_match[_best_anchor_per_gt(overlaps)] = 1
+    rpn_match[best_of_gt] = 1
     rpn_match[anchor_iou >= RPN_POSITIVE_IOU] = 1
 
     _disable_extra(rpn_match, 1, count // 2, rng)
     _disable_extra(rpn_match, -1, count - np.sum(rpn_match == 1), rng)
 
     positive = np.flatnonzero(rpn_match == 1)
-    deltas = utils.box_refinement(anchors[positive], gt_boxes[anchor_gt[positive]])
+    anchors_px = np.asarray(table.boxes)
+    deltas = utils.box_refinement(anchors_px[positive], gt_boxes[anchor_gt[positive]])
     rpn_bbox[:len(positive)] = deltas / np.asarray(config.RPN_BBOX_STD_DEV)
     return rpn_match, rpn_bbox
 
@@ -367,7 +490,8 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
         rng: random source of the sampling.
 
     An ROI with IoU > 0.5 with a GT box is positive and takes the class of the GT box it
-    overlaps most; IoU < 0.5 is negative (class 0). See :func:`_sample_rois`.
+    overlaps most; IoU < 0.5 is negative (class 0). See :func:`_sample_rois`. Without GT
+    instances every ROI is negative.
 
     Returns:
         rois: [TRAIN_ROIS_PER_IMAGE, 4] pixels, positives first.
@@ -381,15 +505,19 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
     rpn_rois = np.asarray(rpn_rois)
     total = config.TRAIN_ROIS_PER_IMAGE
     instances = np.flatnonzero(np.asarray(gt_class_ids) > 0)
-    if not len(rpn_rois) or not len(instances):
-        raise ValueError("build_detection_targets needs at least one ROI and one GT instance")
+    if not len(rpn_rois):
+        raise ValueError("build_detection_targets needs at least one ROI")
     gt_class_ids = np.asarray(gt_class_ids)[instances]
-    gt_boxes = np.asarray(gt_boxes)[instances]
+    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)[instances]
     gt_masks = gt_masks[:, :, instances]
 
-    overlaps = utils.compute_overlaps(rpn_rois, gt_boxes)
-    roi_gt = overlaps.argmax(axis=1)
-    roi_iou = overlaps[np.arange(len(rpn_rois)), roi_gt]
+    if len(instances):
+        overlaps = utils.compute_overlaps(rpn_rois, gt_boxes)
+        roi_gt = overlaps.argmax(axis=1)
+        roi_iou = overlaps[np.arange(len(rpn_rois)), roi_gt]
+    else:  # no GT instance: every ROI is a negative
+        roi_gt = np.zeros([len(rpn_rois)], dtype=np.int64)
+        roi_iou = np.zeros([len(rpn_rois)])
     keep = _sample_rois(rng, roi_iou, total, config.ROI_POSITIVE_RATIO)
     rois, assigned = rpn_rois[keep], roi_gt[keep]
     class_ids = np.where(roi_iou[keep] > 0.5, gt_class_ids[assigned], 0).astype(np.int32)
@@ -427,6 +555,17 @@ def _subsample_instances(rng, limit, class_ids, boxes, masks):
     return class_ids[ids], boxes[ids], masks[:, :, ids]
 
 
+def default_workers(config=None):
+    """Input worker threads: config.DATA_WORKERS, or the CPUs this process may use."""
+    workers = getattr(config, "DATA_WORKERS", None)
+    if workers is None:
+        try:
+            workers = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            workers = os.cpu_count() or 1
+    return max(int(workers), 1)
+
+
 class DataGenerator(keras.utils.PyDataset):
     """Training batches of a Dataset, for ``keras.Model.fit``.
 
@@ -454,8 +593,25 @@ class DataGenerator(keras.utils.PyDataset):
     batches, by default ceil(num_images / batch_size) (one pass; the last batch runs into
     the next pass). Give ``steps_per_epoch`` when ``fit`` is given more steps per epoch
     than that (e.g. config.STEPS_PER_EPOCH on a small data set): Keras stops an epoch
-    when its data set runs out. An image without instances is replaced by the next one
-    in the stream.
+    when its data set runs out. An image that is not used (no instance, or a bad image
+    under the "skip" policy) is replaced by the next one in the stream.
+
+    Images without instances: skipped as upstream, unless ``train_on_empty_images``
+    (default config.TRAIN_ON_EMPTY_IMAGES, else False): then they are negatives, with
+    every sampled RPN anchor negative and no GT instance.
+
+    Bad images (see mrcnn.validate): ``bad_image_policy`` (default
+    config.BAD_IMAGE_POLICY, else "raise") "raise" stops with a DatasetError naming the
+    image; "skip" skips it with a BadImageWarning, and ``on_epoch_end`` warns with the
+    list of the epoch's skipped images. ``bad_images`` holds the record.
+
+    Parallelism: ``fit`` prepares batches in ``workers`` threads (default
+    config.DATA_WORKERS, else the number of usable CPUs), at most ``max_queue_size``
+    (default max(10, 2 * workers)) batches ahead. Threads need no pickling (datasets
+    defined in a notebook work) and the heavy steps (image decoding and resizing, IoU,
+    mask resizing) run in numpy/OpenCV code that releases the GIL.
+    ``use_multiprocessing=True`` uses Keras' process pool instead; then bad-image
+    records stay in the worker processes.
 
     Randomness: the permutation of pass k of epoch e is a function of (seed, e, k), each
     sample's draws (augmentation, RPN and instance subsampling) of (seed, e, k, image_id),
@@ -468,14 +624,20 @@ class DataGenerator(keras.utils.PyDataset):
     def __init__(self, dataset, config, shuffle=True, augmentation=None, batch_size=None,
                  seed=None, no_augmentation_sources=None, random_rois=0,
                  detection_targets=False, augment=False, steps_per_epoch=None,
-                 **pydataset_kwargs):
-        super().__init__(**pydataset_kwargs)
+                 workers=None, use_multiprocessing=False, max_queue_size=None,
+                 bad_image_policy=None, train_on_empty_images=None):
+        workers = default_workers(config) if workers is None else max(int(workers), 1)
+        if max_queue_size is None:
+            max_queue_size = max(10, 2 * workers)
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
         if len(dataset.image_ids) == 0:
             raise ValueError("the dataset holds no images; did you call prepare()?")
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle
         self.augmentation = augmentation
+        self._augmentation = augment_module.as_augmentation(augmentation)
         self.augment = augment
         self.batch_size = int(batch_size or config.BATCH_SIZE)
         self.steps_per_epoch = steps_per_epoch
@@ -487,7 +649,14 @@ class DataGenerator(keras.utils.PyDataset):
         self.no_augmentation_sources = set(no_augmentation_sources or [])
         self.random_rois = int(random_rois)
         self.detection_targets = bool(detection_targets)
+        if train_on_empty_images is None:
+            train_on_empty_images = getattr(config, "TRAIN_ON_EMPTY_IMAGES", False)
+        self.train_on_empty_images = bool(train_on_empty_images)
+        if bad_image_policy is None:
+            bad_image_policy = getattr(config, "BAD_IMAGE_POLICY", "raise")
+        self.bad_images = validate.BadImageLog(bad_image_policy)
         self.anchors = compute_anchors(config)
+        self._anchor_table = AnchorTable(self.anchors)
         self.epoch = 0
         self._permutations = {}
 
@@ -498,7 +667,8 @@ class DataGenerator(keras.utils.PyDataset):
         return math.ceil(len(self.dataset.image_ids) / self.batch_size)
 
     def on_epoch_end(self):
-        """Advance to the next epoch: new permutations and new per-sample draws."""
+        """Report the epoch's skipped bad images, then advance to the next epoch."""
+        self.bad_images.end_epoch(self.epoch)
         self.epoch += 1
 
     def _permutation(self, epoch, data_pass):
@@ -531,7 +701,7 @@ class DataGenerator(keras.utils.PyDataset):
         return (inputs,)
 
     def _next_sample(self, epoch, position):
-        """The first sample with instances at or after stream ``position`` of ``epoch``.
+        """The first usable sample at or after stream ``position`` of ``epoch``.
 
         Returns (sample dict, the stream position after it).
         """
@@ -539,32 +709,44 @@ class DataGenerator(keras.utils.PyDataset):
         for step in range(2 * count):  # covers at least one whole pass
             data_pass, index = divmod(position + step, count)
             image_id = self._permutation(epoch, data_pass)[index]
-            sample = self.load_sample(image_id, self._sample_rng(epoch, data_pass, image_id))
+            if self.bad_images.known_bad(image_id, epoch):
+                continue
+            rng = self._sample_rng(epoch, data_pass, image_id)
+            try:
+                sample = self.load_sample(image_id, rng)
+            except validate.DatasetError as error:
+                self.bad_images.handle(error, epoch)
+                continue
             if sample is not None:
                 return sample, position + step + 1
-        raise ValueError("no image of the dataset has an instance with a positive class id")
+        bad = len(self.bad_images.errors)
+        raise ValueError(
+            "no usable training image: " + (f"{bad} of {count} images are bad and were "
+                                            f"skipped, the others have " if bad else "")
+            + "no instance with a positive class id (set TRAIN_ON_EMPTY_IMAGES = True to "
+              "train on images without instances)")
 
     # ---------------------------------------------------------------- one sample
     def load_sample(self, image_id, rng=None):
-        """All training arrays of one image, or None when it has no instance to learn.
+        """All training arrays of one image, or None when it is not used for training.
 
-        rng: the random source of the sample's draws; None uses the global numpy state.
+        An image without an instance of a positive class is not used unless
+        ``train_on_empty_images``. rng: the random source of the sample's draws; None
+        uses the global numpy state.
+
+        Raises:
+            mrcnn.validate.DatasetError: the image or its masks are unusable.
         """
         config = self.config
         source = self.dataset.image_info[image_id]["source"]
-        augmentation = None if source in self.no_augmentation_sources else self.augmentation
-        try:
-            image, image_meta, class_ids, boxes, masks = load_image_gt(
-                self.dataset, config, image_id, augmentation=augmentation,
-                use_mini_mask=config.USE_MINI_MASK, augment=self.augment, rng=rng)
-        except Exception as error:
-            error.add_note(f"while loading image {image_id} "
-                           f"({self.dataset.image_reference(image_id)!r})")
-            raise
-        if not np.any(class_ids > 0):
+        augmentation = None if source in self.no_augmentation_sources else self._augmentation
+        image, image_meta, class_ids, boxes, masks = load_image_gt(
+            self.dataset, config, image_id, augmentation=augmentation,
+            use_mini_mask=config.USE_MINI_MASK, augment=self.augment, rng=rng)
+        if not np.any(class_ids > 0) and not self.train_on_empty_images:
             return None
-        rpn_match, rpn_bbox = build_rpn_targets(image.shape, self.anchors, class_ids, boxes,
-                                                config, rng=rng)
+        rpn_match, rpn_bbox = build_rpn_targets(image.shape, self._anchor_table, class_ids,
+                                                boxes, config, rng=rng)
         sample = {"image": image, "image_meta": image_meta, "rpn_match": rpn_match,
                   "rpn_bbox": rpn_bbox}
         if self.random_rois:
@@ -593,7 +775,7 @@ class DataGenerator(keras.utils.PyDataset):
             gt_boxes[b, :n] = sample["boxes"]
             gt_masks[b, :, :, :n] = sample["masks"]
         inputs = {
-            "input_image": mold_image(np.stack([s["image"] for s in samples]), config),
+            "input_image": _mold_batch([s["image"] for s in samples], config),
             "input_image_meta": np.stack([s["image_meta"] for s in samples]),
             "input_rpn_match": np.stack([s["rpn_match"] for s in samples])[:, :, None],
             "input_rpn_bbox": np.stack([s["rpn_bbox"] for s in samples]),

@@ -193,14 +193,23 @@ def reference_rpn_targets(anchors, gt_class_ids, gt_boxes, count, std, rng):
             match[i] = 1
         if best >= 0.7:
             match[i] = 1
-    ids = np.where(match == 1)[0]
-    extra = len(ids) - count // 2
-    if extra > 0:
-        match[rng.choice(ids, extra, replace=False)] = 0
-    ids = np.where(match == -1)[0]
-    extra = len(ids) - (count - np.sum(match == 1))
-    if extra > 0:
-        match[rng.choice(ids, extra, replace=False)] = 0
+    def subsample(value, keep):
+        # A uniform subset of `keep` entries, drawn from its smaller side: the entries
+        # to drop when they are fewer than those to keep, else the entries to keep.
+        ids = np.where(match == value)[0]
+        extra = len(ids) - keep
+        if extra <= 0:
+            return
+        if extra <= keep:
+            match[rng.choice(ids, extra, replace=False)] = 0
+        else:
+            kept = set(rng.choice(ids, keep, replace=False).tolist())
+            for i in ids:
+                if i not in kept:
+                    match[i] = 0
+
+    subsample(1, count // 2)
+    subsample(-1, count - np.sum(match == 1))
     deltas = np.zeros((count, 4))
     for k, i in enumerate(np.where(match == 1)[0]):
         a, g = anchors[i], boxes[argmax[i]]
