@@ -520,7 +520,9 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks, config, 
         roi_iou = np.zeros([len(rpn_rois)])
     keep = _sample_rois(rng, roi_iou, total, config.ROI_POSITIVE_RATIO)
     rois, assigned = rpn_rois[keep], roi_gt[keep]
-    class_ids = np.where(roi_iou[keep] > 0.5, gt_class_ids[assigned], 0).astype(np.int32)
+    class_ids = np.zeros([len(keep)], dtype=np.int32)
+    positive = roi_iou[keep] > 0.5
+    class_ids[positive] = gt_class_ids[assigned[positive]]
 
     bboxes = np.zeros([total, config.NUM_CLASSES, 4], dtype=np.float32)
     masks = np.zeros([total, *config.MASK_SHAPE, config.NUM_CLASSES], dtype=np.float32)

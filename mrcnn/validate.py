@@ -14,8 +14,9 @@ What is accepted (and converted) and what is rejected:
 * image, with IMAGE_CHANNEL_COUNT = 3: uint8 [H, W, 3] as is; grey [H, W] or [H, W, 1]
   is repeated over three channels; grey + alpha [H, W, 2] and RGBA [H, W, 4] lose their
   alpha channel. With another channel count the image must have exactly that many.
-* image dtype: uint8 as is. uint16 is scaled to 0..255 (value * 255 / 65535, rounded),
-  as ``Dataset.load_image`` does for 16-bit files. Floats in [0, 1] are multiplied by
+* image dtype: uint8 as is. uint16 is scaled to 0..255 (value // 256), as
+  ``Dataset.load_image`` does for 16-bit files (12-bit data comes out dark: stretch it
+  in ``load_image``). Floats in [0, 1] are multiplied by
   255, floats in [0, 255] (largest value above 1) are taken as they are, both rounded.
   Other integer types are accepted when every value lies in 0..255. Each conversion is
   reported once per dataset class with a :class:`DataConversionWarning`. Rejected:
@@ -70,7 +71,7 @@ class DatasetError(ValueError):
     def for_image(self, dataset, image_id):
         """A copy of this error that names ``image_id`` of ``dataset``."""
         info = _image_info(dataset, image_id)
-        return DatasetError(self.problem, image_id=image_id, source=info.get("source"),
+        return DatasetError(self.problem, image_id=int(image_id), source=info.get("source"),
                             source_id=info.get("id"), path=info.get("path"),
                             description=describe_image(dataset, image_id))
 
@@ -185,10 +186,9 @@ def _to_uint8(image):
     if dtype == np.bool_:
         raise DatasetError("the image is boolean; load_image must return a uint8 image")
     if dtype == np.uint16:
-        scaled = (image.astype(np.uint32) * 255 + 32767) // 65535
-        return scaled.astype(np.uint8), \
-            "uint16 image scaled to uint8 (value * 255 / 65535): stretch images that " \
-            "use fewer than 16 bits in load_image if they look dark"
+        return (image >> 8).astype(np.uint8), \
+            "uint16 image scaled to uint8 (value // 256, as Dataset.load_image does): " \
+            "stretch images that use fewer than 16 bits in load_image if they look dark"
     if np.issubdtype(dtype, np.floating):
         return _float_to_uint8(image)
     if np.issubdtype(dtype, np.integer):
@@ -447,6 +447,7 @@ class BadImageLog:
         """True (and counted as skipped in ``epoch``) if ``image_id`` failed before."""
         if self.policy != "skip":
             return False
+        image_id = int(image_id)
         with self._lock:
             if image_id not in self.errors:
                 return False

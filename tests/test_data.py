@@ -528,3 +528,182 @@ def test_data_generator_steps_per_epoch_runs_over_several_passes():
     for b in (0, 5):
         for name, value in generator[b][0].items():
             np.testing.assert_array_equal(resumed[b][0][name], value)
+
+
+# ----------------------------------------------------------------------------- anchor table
+def random_boxes(rng, count, size, low=4, high=60):
+    y1 = rng.randint(0, size - 8, count)
+    x1 = rng.randint(0, size - 8, count)
+    h = rng.randint(low, high, count)
+    w = rng.randint(low, high, count)
+    return np.stack([y1, x1, np.minimum(y1 + h, size), np.minimum(x1 + w, size)],
+                    axis=1).astype(np.int32)
+
+
+def dense_match(anchors, boxes):
+    """Per-anchor best GT (index, IoU) and best-of-GT flags from the full IoU matrix."""
+    from mrcnn import utils
+    overlaps = utils.compute_overlaps(anchors, boxes)
+    best = overlaps.max(axis=0)
+    return (overlaps.argmax(axis=1), overlaps.max(axis=1),
+            np.any((overlaps == best) & (best > 0), axis=1))
+
+
+@pytest.mark.parametrize("kind", ["pyramid", "many_sizes"])
+def test_anchor_table_matches_the_full_iou_matrix(kind):
+    rng = np.random.RandomState(2)
+    if kind == "pyramid":
+        anchors = data.compute_anchors(TinyConfig())          # 15 sizes: grouped search
+    else:
+        anchors = random_boxes(rng, 3000, 128, 2, 90).astype(np.float64) + rng.rand(3000, 1)
+    table = data.AnchorTable(anchors)
+    assert (table.groups is None) == (kind == "many_sizes")
+    boxes = random_boxes(rng, 12, 128)
+    boxes[0] = [0, 0, 128, 128]                                # overlaps every anchor
+    boxes[1] = [60, 60, 61, 61]                                # a 1-pixel box
+    anchor_gt, anchor_iou, best_of_gt = data._anchor_gt_match(table, boxes)
+    ref_gt, ref_iou, ref_best = dense_match(anchors, boxes)
+    np.testing.assert_array_equal(anchor_iou, ref_iou)         # same arithmetic: exact
+    np.testing.assert_array_equal(anchor_gt[ref_iou > 0], ref_gt[ref_iou > 0])
+    np.testing.assert_array_equal(best_of_gt, ref_best)
+    for box in boxes[:4]:
+        ids, iou = table.iou(box)
+        full = np.zeros(len(anchors))
+        full[ids] = iou
+        np.testing.assert_array_equal(full, dense_match(anchors, box[None])[1])
+        assert (iou > 0).all()
+
+
+def test_rpn_targets_on_pyramid_anchors_match_slow_reference():
+    config = rpn_config(64)
+    anchors = data.compute_anchors(config)
+    rng = np.random.RandomState(8)
+    boxes = random_boxes(rng, 6, 128)
+    class_ids = np.array([1, 2, 3, 1, 2, -1], np.int32)
+    for source in (anchors, data.AnchorTable(anchors)):
+        match, bbox = data.build_rpn_targets((128, 128, 3), source, class_ids, boxes, config,
+                                             rng=np.random.RandomState(1))
+        ref_match, ref_bbox = reference_rpn_targets(anchors, class_ids, boxes, 64, STD,
+                                                    np.random.RandomState(1))
+        np.testing.assert_array_equal(match, ref_match)
+        np.testing.assert_allclose(bbox, ref_bbox, atol=1e-4)
+
+
+def test_rpn_targets_of_an_image_without_instances_are_all_negative():
+    config = rpn_config(64)
+    anchors = data.compute_anchors(config)
+    match, bbox = data.build_rpn_targets((128, 128, 3), anchors, np.zeros([0], np.int32),
+                                         np.zeros([0, 4], np.int32), config,
+                                         rng=np.random.default_rng(0))
+    assert (match == -1).sum() == 64 and (match == 1).sum() == 0
+    assert (match == 0).sum() == len(anchors) - 64
+    np.testing.assert_array_equal(bbox, 0)
+
+
+def test_negative_subsampling_keeps_a_uniform_subset():
+    # Each of 10 negatives survives a cap of 3 with probability 3/10.
+    counts = np.zeros(10)
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        match = -np.ones(10, np.int32)
+        data._disable_extra(match, -1, 3, rng)
+        assert (match == -1).sum() == 3 and set(np.unique(match)) == {-1, 0}
+        counts += match == -1
+    np.testing.assert_allclose(counts / 3000, 0.3, atol=0.04)
+
+
+def test_detection_targets_without_instances_are_negatives():
+    config = ToyConfig()
+    config.TRAIN_ROIS_PER_IMAGE = 4
+    rois = np.array([[0, 0, 10, 10], [5, 5, 20, 30]])
+    out_rois, class_ids, bboxes, masks = data.build_detection_targets(
+        rois, np.zeros([0], np.int32), np.zeros([0, 4], np.int32),
+        np.zeros((64, 64, 0), bool), config, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(class_ids, 0)
+    assert out_rois.shape == (4, 4) and {tuple(r) for r in out_rois} <= {tuple(r) for r in rois}
+    assert not bboxes.any() and not masks.any()
+
+
+# ----------------------------------------------------------------------------- generator options
+def test_empty_images_as_negatives():
+    config = ToyConfig()
+    generator = data.DataGenerator(GappyDataset().load(), config, shuffle=False, seed=0,
+                                   workers=1, train_on_empty_images=True)
+    inputs = generator[0][0]
+    np.testing.assert_array_equal(inputs["input_image_meta"][:, 0], [0, 1])
+    assert not inputs["input_gt_class_ids"][1].any() and not inputs["input_gt_boxes"][1].any()
+    match = inputs["input_rpn_match"][1, :, 0]
+    assert (match == -1).sum() == config.RPN_TRAIN_ANCHORS_PER_IMAGE and (match == 1).sum() == 0
+    assert not inputs["input_rpn_bbox"][1].any()
+    # The config switch does the same; upstream's behaviour (skip) is the default.
+    config.TRAIN_ON_EMPTY_IMAGES = True
+    assert data.DataGenerator(GappyDataset().load(), config, workers=1).train_on_empty_images
+    assert not data.DataGenerator(GappyDataset().load(), ToyConfig()).train_on_empty_images
+
+
+class BadMaskDataset(GappyDataset):
+    """GappyDataset where image 0 returns masks of the wrong size."""
+
+    def load_mask(self, image_id):
+        mask, class_ids = super().load_mask(image_id)
+        return (mask[:16], class_ids) if image_id == 0 else (mask, class_ids)
+
+
+def test_bad_image_policies_in_the_generator():
+    from mrcnn.validate import BadImageWarning, DatasetError
+
+    config = ToyConfig()
+    raising = data.DataGenerator(BadMaskDataset().load(), config, shuffle=False, seed=0,
+                                 workers=1)
+    with pytest.raises(DatasetError, match=r"^image 0 \(source 'toy', id 0\): masks are "
+                                           r"16x32x2 but the image is 32x32"):
+        raising[0]
+
+    config.BAD_IMAGE_POLICY = "skip"
+    skipping = data.DataGenerator(BadMaskDataset().load(), config, shuffle=False, seed=0,
+                                  workers=1)
+    with pytest.warns(BadImageWarning, match="skipping image 0"):
+        ids = skipping[0][0]["input_image_meta"][:, 0]
+    np.testing.assert_array_equal(ids, [2, 2])        # 0 is bad, 1 is empty
+    with pytest.warns(BadImageWarning, match=r"epoch 0: skipped 1 bad image\(s\) \[0\]"):
+        skipping.on_epoch_end()
+    skipping[0]                                       # known bad: skipped without a reload
+    assert skipping.bad_images.skipped == {0: [0], 1: [0]}
+
+
+def test_no_usable_image_is_a_clear_error():
+    config = ToyConfig()
+    config.BAD_IMAGE_POLICY = "skip"
+
+    class AllBad(BadMaskDataset):
+        def load_mask(self, image_id):
+            mask, class_ids = GappyDataset.load_mask(self, image_id)
+            return mask[:16], class_ids
+
+    generator = data.DataGenerator(AllBad().load(), config, workers=1)
+    with pytest.warns(Warning), pytest.raises(ValueError, match="no usable training image: 2 "
+                                                                "of 3 images are bad"):
+        generator[0]
+
+
+def test_worker_settings():
+    config = ToyConfig()
+    generator = data.DataGenerator(GappyDataset().load(), config)
+    assert generator.workers == data.default_workers() >= 1
+    assert generator.max_queue_size == max(10, 2 * generator.workers)
+    assert not generator.use_multiprocessing
+    config.DATA_WORKERS = 6
+    generator = data.DataGenerator(GappyDataset().load(), config)
+    assert generator.workers == 6 and generator.max_queue_size == 12
+    assert data.DataGenerator(GappyDataset().load(), config, workers=3).workers == 3
+
+
+def test_batch_molding_matches_mold_image():
+    config = TinyConfig()
+    images = [np.random.RandomState(i).randint(0, 256, (8, 8, 3)).astype(np.uint8)
+              for i in range(3)]
+    batch = data._mold_batch(images, config)
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, data.mold_image(np.stack(images), config))
+    np.testing.assert_allclose(batch[1, 2, 3], images[1][2, 3] - np.array([123.7, 116.8, 103.9]),
+                               rtol=1e-6)
