@@ -1,0 +1,147 @@
+"""The tutorial notebooks run top to bottom, draw their figures and are stored clean.
+
+Each notebook is executed in a fresh Jupyter kernel (the "python3" kernel of this
+environment) in its own temporary directory, so the checkpoints it writes under ./logs
+stay there. MRCNN_NOTEBOOK_QUICK=1 makes the notebooks shrink their image counts, steps
+and epochs; the inline matplotlib backend turns figures into image/png outputs.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+NOTEBOOK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "notebooks")
+NOTEBOOKS = ["train_shapes.ipynb", "inspect_data.ipynb", "inspect_model.ipynb",
+             "inspect_weights.ipynb", "demo.ipynb"]
+# Notebooks that must show at least this many images (figures) when run.
+MIN_IMAGES = {"train_shapes.ipynb": 4, "inspect_data.ipynb": 8, "inspect_model.ipynb": 8,
+              "inspect_weights.ipynb": 1, "demo.ipynb": 5}
+CELL_TIMEOUT_S = 600
+# Lines each notebook prints when its checks hold (values worked out by hand in the comments).
+EXPECTED_TEXT = {
+    "train_shapes.ipynb": ["mAP@0.5 = ", "mAP@[0.5:0.95] = "],
+    "inspect_data.ipynb": [
+        # 128x128 images, strides 4..64, 3 ratios: 3 * (32^2 + 16^2 + 8^2 + 4^2 + 2^2).
+        "anchors in all: 4092 = 3072 + 768 + 192 + 48 + 12",
+        "IoU of each refined anchor with its ground truth box:",
+    ],
+    "inspect_model.ipynb": [
+        "detect() returned the same boxes: True",
+        "mrcnn_mask is mrcnn_mask_unfold folded: True",
+        "IoU of each refined positive anchor with its ground truth box:",
+    ],
+    "inspect_weights.ipynb": ["showing the initial weights"],
+    "demo.ipynb": ["second call: 5 images"],
+}
+
+
+def _read(name):
+    import nbformat
+
+    with open(os.path.join(NOTEBOOK_DIR, name), encoding="utf-8") as f:
+        return nbformat.read(f, as_version=4)
+
+
+def _images(nb):
+    """The image/png outputs of an executed notebook."""
+    return [output for cell in nb.cells if cell.cell_type == "code"
+            for output in cell.get("outputs", [])
+            if output.get("output_type") in ("display_data", "execute_result")
+            and "image/png" in output.get("data", {})]
+
+
+def _text(nb):
+    """All stream and plain-text outputs of an executed notebook, concatenated."""
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                parts.append(output.get("text", ""))
+            elif "text/plain" in output.get("data", {}):
+                parts.append(output["data"]["text/plain"])
+    return "".join(parts)
+
+
+def _values_after(text, label):
+    """The numbers of the printed array after `label`, e.g. "label: [1. 0.98]"."""
+    match = re.search(re.escape(label) + r"\s*\[([^\]]*)\]", text)
+    assert match, f"no array printed after {label!r}"
+    return [float(v) for v in match.group(1).split()]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_without_outputs(name):
+    nb = _read(name)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code_cells, "a notebook without code"
+    for cell in code_cells:
+        assert cell.outputs == [], f"cell {cell.id} has stored outputs"
+        assert cell.execution_count is None, f"cell {cell.id} has an execution count"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_notebooks_match_their_generator():
+    result = subprocess.run([sys.executable, os.path.join(NOTEBOOK_DIR, "build_notebooks.py"),
+                             "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def quick_notebook_env(monkeypatch):
+    """Environment of the kernel: quick settings, inline figures, quiet TensorFlow."""
+    monkeypatch.setenv("MRCNN_NOTEBOOK_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("PYTHONHASHSEED", "0")
+
+
+def _execute(name, cwd):
+    from nbclient import NotebookClient
+
+    nb = _read(name)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}})
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError on the first failing cell
+    return nb, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_quick_mode(name, tmp_path, quick_notebook_env):
+    nb, seconds = _execute(name, tmp_path)
+    print(json.dumps({"notebook": name, "seconds": round(seconds, 1)}))
+
+    errors = [output for cell in nb.cells for output in cell.get("outputs", [])
+              if output.get("output_type") == "error"]
+    assert not errors
+    text = _text(nb)
+    assert "quick settings" in text
+    for expected in EXPECTED_TEXT[name]:
+        assert expected in text, expected
+    assert len(_images(nb)) >= MIN_IMAGES[name], f"{len(_images(nb))} images"
+    _check_values(name, text)
+    if name in ("train_shapes.ipynb", "inspect_model.ipynb", "demo.ipynb"):
+        # These trained in quick mode: a checkpoint was written under the working directory.
+        checkpoints = [f for _, _, files in os.walk(tmp_path / "logs") for f in files
+                       if f.startswith("mask_rcnn_shapes_") and f.endswith(".h5")]
+        assert checkpoints
+
+
+def _check_values(name, text):
+    """Numbers the notebooks print that are known exactly."""
+    if name == "inspect_data.ipynb":
+        # Every level's centre cell (rows // 2, cols // 2) times its stride is pixel 64.
+        assert text.count("centred at (y, x) = [64. 64.]") == 5
+        # Anchor deltas of the targets move each positive anchor exactly onto its GT box.
+        ious = _values_after(text, "IoU of each refined anchor with its ground truth box:")
+        assert ious and all(v == 1.0 for v in ious), ious
+        round_trip = _values_after(text, "IoU of each mask with its mini-mask round trip:")
+        assert round_trip and all(0.9 <= v <= 1.0 for v in round_trip), round_trip
+    if name == "inspect_model.ipynb":
+        ious = _values_after(text, "IoU of each refined positive anchor with its ground truth box:")
+        assert ious and all(v == 1.0 for v in ious), ious
