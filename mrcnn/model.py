@@ -40,6 +40,14 @@ def log(text, array=None):
     print(text)
 
 
+class LoadReport(dict):
+    """load_weights' result: {"loaded", "skipped", "missing"} with a one-line repr."""
+
+    def __repr__(self):
+        return (f"LoadReport(loaded={len(self['loaded'])}, skipped={len(self['skipped'])}, "
+                f"missing={len(self['missing'])})")
+
+
 class MaskRCNN:
     """Mask R-CNN with upstream's interface.
 
@@ -152,7 +160,7 @@ class MaskRCNN:
             print(f"Loaded {len(report['loaded'])} layers from {filepath}"
                   + (f"; not in the file: {report['missing']}" if report["missing"] else ""))
         self.set_log_dir(filepath)
-        return report
+        return LoadReport(report)
 
     def get_imagenet_weights(self, weights="imagenet"):
         """Path of a file with ImageNet weights for config.BACKBONE ("resnet50"/"resnet101").
