@@ -197,21 +197,62 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
 #  RPN targets
 ############################################################
 
+class _AnchorGroup:
+    """Anchors of (nearly) one size, sorted by (y1, x1) for range searches.
+
+    coords: float64 [A, 4] all anchors. ids: the ids of this group's anchors.
+    When the group's corners form a lattice (every row of equal y1 holds the same x1
+    values, as pyramid anchors do) a box's neighbours are one rectangular block of the
+    lattice; otherwise they are a run of rows of y1.
+    """
+
+    def __init__(self, coords, ids):
+        ids = ids[np.lexsort((coords[ids, 1], coords[ids, 0]))]
+        self.ids = ids
+        self.y1 = np.ascontiguousarray(coords[ids, 0])
+        x1 = coords[ids, 1]
+        # Largest extents: the searches below only need upper bounds.
+        self.height = float((coords[ids, 2] - coords[ids, 0]).max())
+        self.width = float((coords[ids, 3] - coords[ids, 1]).max())
+        self.grid = None
+        rows = np.unique(self.y1)
+        if len(ids) % len(rows) == 0:
+            x_grid = x1.reshape(len(rows), -1)
+            y_grid = self.y1.reshape(len(rows), -1)
+            if (x_grid == x_grid[:1]).all() and (y_grid == rows[:, None]).all():
+                self.grid = ids.reshape(x_grid.shape)
+                self.row_y1, self.col_x1 = rows, np.ascontiguousarray(x_grid[0])
+
+    def near(self, box):
+        """Ids of a superset of this group's anchors that overlap ``box`` (y1, x1, y2, x2).
+
+        An anchor overlaps the box only if box.y1 - height < anchor.y1 < box.y2 (and the
+        same along x), so anchors outside those ranges are never returned.
+        """
+        y1, x1, y2, x2 = box
+        if self.grid is None:
+            lo, hi = np.searchsorted(self.y1, [y1 - self.height, y2])
+            return self.ids[lo:hi]
+        r0, r1 = np.searchsorted(self.row_y1, [y1 - self.height, y2])
+        c0, c1 = np.searchsorted(self.col_x1, [x1 - self.width, x2])
+        return self.grid[r0:r1, c0:c1].reshape(-1)
+
+
 class AnchorTable:
     """Pixel anchors indexed for fast IoU with a few boxes.
 
     anchors: [A, (y1, x1, y2, x2)] pixels.
 
     Pyramid anchors come in a few sizes (one per scale and ratio), each on a regular
-    grid. The table groups anchors of (nearly) equal size and sorts each group by y1,
-    so the anchors that can overlap a box are found by a binary search on y1 within
-    each group: the IoU of a box is computed for the anchors near it rather than for
-    all of them. Anchor sets of many different sizes fall back to a dense test per
-    box. Build it once per anchor set (DataGenerator does) and pass it to
+    grid. The table groups anchors of (nearly) equal size and sorts each group, so the
+    anchors that can overlap a box are found by binary searches: the IoU of a box is
+    computed for the anchors near it rather than for all 261,888 of a 1024 x 1024
+    image. Anchor sets of many different sizes fall back to a test of every anchor.
+    Build it once per anchor set (DataGenerator does) and pass it to
     :func:`build_rpn_targets`.
     """
 
-    MAX_GROUPS = 64  # more distinct anchor sizes than this: dense test per box
+    MAX_GROUPS = 64  # more distinct anchor sizes than this: test every anchor
 
     def __init__(self, anchors):
         self.boxes = np.asarray(anchors)
@@ -225,29 +266,24 @@ class AnchorTable:
 
     @classmethod
     def _group_by_size(cls, coords):
-        """[(largest height, anchor ids sorted by y1, their y1)], None if too many sizes.
+        """[_AnchorGroup per anchor size], or None if there are too many sizes.
 
         Sizes are compared after rounding to 1/1000 pixel (anchor corners computed from
-        centres differ in their last bits); the search uses each group's largest height,
-        so the grouping affects speed only, never which anchors are found.
+        centres differ in their last bits); the searches use each group's largest
+        extents, so the grouping affects speed only, never which anchors are found.
         """
         if not len(coords):
             return []
-        heights = coords[:, 2] - coords[:, 0]
-        widths = coords[:, 3] - coords[:, 1]
-        keys = np.round(heights, 3) + 1j * np.round(widths, 3)
-        unique, inverse = np.unique(keys, return_inverse=True)
+        heights = np.round(coords[:, 2] - coords[:, 0], 3)
+        widths = np.round(coords[:, 3] - coords[:, 1], 3)
+        unique, inverse = np.unique(heights + 1j * widths, return_inverse=True)
         if len(unique) > cls.MAX_GROUPS:
             return None
         inverse = inverse.reshape(-1)
         by_group = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[by_group], np.arange(len(unique) + 1))
-        groups = []
-        for g in range(len(unique)):
-            ids = by_group[bounds[g]:bounds[g + 1]]
-            ids = ids[np.argsort(coords[ids, 0], kind="stable")]
-            groups.append((heights[ids].max(), ids, np.ascontiguousarray(coords[ids, 0])))
-        return groups
+        return [_AnchorGroup(coords, by_group[bounds[g]:bounds[g + 1]])
+                for g in range(len(unique))]
 
     def candidates(self, box):
         """int64 ids of the anchors whose intersection with ``box`` has a positive area.
@@ -258,12 +294,7 @@ class AnchorTable:
         if self.groups is None:
             near = np.arange(len(self))
         else:
-            parts = []
-            for height, ids, sorted_y1 in self.groups:
-                lo = np.searchsorted(sorted_y1, y1 - height, side="left")
-                hi = np.searchsorted(sorted_y1, y2, side="left")
-                parts.append(ids[lo:hi])
-            near = np.concatenate(parts)
+            near = np.concatenate([group.near(box) for group in self.groups])
         c = self.coords[near]
         return near[(c[:, 0] < y2) & (c[:, 2] > y1) & (c[:, 1] < x2) & (c[:, 3] > x1)]
 

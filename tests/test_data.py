@@ -549,15 +549,19 @@ def dense_match(anchors, boxes):
             np.any((overlaps == best) & (best > 0), axis=1))
 
 
-@pytest.mark.parametrize("kind", ["pyramid", "many_sizes"])
+@pytest.mark.parametrize("kind", ["pyramid", "pyramid_subset", "many_sizes"])
 def test_anchor_table_matches_the_full_iou_matrix(kind):
     rng = np.random.RandomState(2)
-    if kind == "pyramid":
-        anchors = data.compute_anchors(TinyConfig())          # 15 sizes: grouped search
-    else:
+    anchors = data.compute_anchors(TinyConfig())   # 15 sizes, each a lattice of corners
+    if kind == "pyramid_subset":                   # 15 sizes, no lattice: runs of rows
+        anchors = anchors[rng.rand(len(anchors)) < 0.7]
+    if kind == "many_sizes":                       # no groups: every anchor is tested
         anchors = random_boxes(rng, 3000, 128, 2, 90).astype(np.float64) + rng.rand(3000, 1)
     table = data.AnchorTable(anchors)
     assert (table.groups is None) == (kind == "many_sizes")
+    if table.groups is not None:
+        lattices = [group.grid is not None for group in table.groups]
+        assert len(lattices) == 15 and all(lattices) == (kind == "pyramid")
     boxes = random_boxes(rng, 12, 128)
     boxes[0] = [0, 0, 128, 128]                                # overlaps every anchor
     boxes[1] = [60, 60, 61, 61]                                # a 1-pixel box
