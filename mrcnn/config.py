@@ -131,6 +131,14 @@ class Config:
     ROI_FILL_NEGATIVES = False
     # Seed of the input pipeline's sampling (image order, RPN/ROI sampling); None: random.
     SEED = None
+    # Threads that prepare training batches; None: every CPU this process may use.
+    DATA_WORKERS = None
+    # Train on images without instances as negatives (upstream skips them). Set
+    # ROI_FILL_NEGATIVES = True as well so the classifier sees their ROIs as background.
+    TRAIN_ON_EMPTY_IMAGES = False
+    # A training image that fails mrcnn.validate's checks: "raise" stops with an error
+    # naming it; "skip" skips it with a warning and lists skipped images at each epoch end.
+    BAD_IMAGE_POLICY = "raise"
 
     def __init__(self):
         self.validate()
@@ -222,6 +230,14 @@ class Config:
         _require_int(self, "NUM_CLASSES", minimum=1)
         if self.NAME is not None and not isinstance(self.NAME, str):
             raise ConfigError(f"NAME must be a string or None, got {self.NAME!r}")
+        if self.DATA_WORKERS is not None:
+            _require_int(self, "DATA_WORKERS", minimum=1)
+        if self.BAD_IMAGE_POLICY not in ("raise", "skip"):
+            raise ConfigError(f"BAD_IMAGE_POLICY must be 'raise' or 'skip', "
+                              f"got {self.BAD_IMAGE_POLICY!r}")
+        if not isinstance(self.TRAIN_ON_EMPTY_IMAGES, (bool, np.bool_)):
+            raise ConfigError(f"TRAIN_ON_EMPTY_IMAGES must be True or False, "
+                              f"got {self.TRAIN_ON_EMPTY_IMAGES!r}")
 
     def _validate_backbone(self):
         if callable(self.BACKBONE):

@@ -186,7 +186,7 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              verbose=1, workers=1):
+              verbose=1, workers=None):
         """Train until `epochs` (cumulative, as upstream) with the selected layers.
 
         Args:
@@ -197,6 +197,7 @@ class MaskRCNN:
             augmentation: an imgaug augmenter (or albumentations transform) for training.
             custom_callbacks: extra keras callbacks.
             no_augmentation_sources: dataset sources whose images are not augmented.
+            workers: input threads; None: config.DATA_WORKERS (None: every usable CPU).
         Returns:
             the keras History of this stage.
         Raises:

@@ -93,6 +93,9 @@ def _with(**settings):
     (dict(GRADIENT_CLIP_MODE="norm"), "GRADIENT_CLIP_MODE"),
     (dict(MINI_MASK_SHAPE=(56,)), "MINI_MASK_SHAPE"),
     (dict(IMAGE_MIN_DIM=2048), "IMAGE_MIN_DIM"),
+    (dict(DATA_WORKERS=0), "DATA_WORKERS"),
+    (dict(BAD_IMAGE_POLICY="ignore"), "BAD_IMAGE_POLICY"),
+    (dict(TRAIN_ON_EMPTY_IMAGES="yes"), "TRAIN_ON_EMPTY_IMAGES"),
 ])
 def test_invalid_setting_names_its_attribute(settings, attribute):
     with pytest.raises(ConfigError) as raised:
