@@ -15,7 +15,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 
 def _datasets(config, train_count, val_count, seed):
@@ -67,15 +66,14 @@ def _inference_model(weights, model_dir):
 
 def evaluate(args, weights=None):
     """mAP@0.5 (and @[0.5:0.95]) on held-out shapes images; returns the dict it prints."""
-    from mrcnn.evaluate import evaluate_map
+    from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map
 
     model = _inference_model(weights or args.weights, args.model_dir)
     _, val_set = _datasets(model.config, 1, args.eval_images, args.seed)
-    thresholds = tuple(np.round(np.arange(0.5, 1.0, 0.05), 2))
-    result = evaluate_map(model, val_set, iou_thresholds=thresholds)
+    result = evaluate_map(model, val_set, iou_thresholds=COCO_IOU_THRESHOLDS)
     summary = {"event": "evaluated", "images": args.eval_images,
                "mAP@0.5": round(result["mAP"][0.5], 4),
-               "mAP@[0.5:0.95]": round(float(np.mean(list(result["mAP"].values()))), 4)}
+               "mAP@[0.5:0.95]": round(result["mAP_range"], 4)}
     print(json.dumps(summary))
     return summary
 
