@@ -5,6 +5,7 @@ and requires mAP@0.5 >= 0.5 on 50 held-out images; the seeded run reaches about 
 the bound has a wide margin. The slow test runs the demo's recipe and aims at 0.9.
 """
 import json
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +25,12 @@ def _datasets(train_count, val_count):
     return train, val
 
 
+def _report(capsys, figures):
+    """Print the run's figures to the terminal even when the test passes."""
+    with capsys.disabled():
+        print("\nshapes:", json.dumps(figures))
+
+
 def _train_and_evaluate(tmp_path, epochs, eval_images):
     import keras
 
@@ -37,8 +44,10 @@ def _train_and_evaluate(tmp_path, epochs, eval_images):
         def on_epoch_end(self, epoch, logs=None):
             (first_losses if epoch == 0 else last_losses).append(logs)
 
+    start = time.time()
     model.train(train, val, learning_rate=config.LEARNING_RATE, epochs=epochs, layers="all",
                 custom_callbacks=[Record()], verbose=0)
+    last_losses[-1]["train_minutes"] = round((time.time() - start) / 60, 2)
 
     class InferenceConfig(ShapesConfig):
         IMAGES_PER_GPU = 4
@@ -49,10 +58,11 @@ def _train_and_evaluate(tmp_path, epochs, eval_images):
     return first_losses[0], last_losses[-1], result
 
 
-def test_trains_on_shapes_and_reaches_map(tmp_path):
+def test_trains_on_shapes_and_reaches_map(tmp_path, capsys):
     first, last, result = _train_and_evaluate(tmp_path, epochs=5, eval_images=50)
-    print(json.dumps({"first_epoch_loss": first["loss"], "last_epoch_loss": last["loss"],
-                      "mAP@0.5": result["mAP"][0.5], "mAP@0.75": result["mAP"][0.75]}))
+    _report(capsys, {"epochs": 5, "train_minutes": last["train_minutes"],
+                     "first_epoch_loss": first["loss"], "last_epoch_loss": last["loss"],
+                      "mAP@0.5": result["mAP"][0.5], "mAP@0.75": result["mAP"][0.75]})
     for name in ("loss", "rpn_class_loss", "mrcnn_class_loss", "mrcnn_mask_loss"):
         assert last[name] < first[name], name
     assert np.isfinite(last["loss"])
@@ -60,8 +70,10 @@ def test_trains_on_shapes_and_reaches_map(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_recipe_reaches_high_map(tmp_path):
+def test_demo_recipe_reaches_high_map(tmp_path, capsys):
     first, last, result = _train_and_evaluate(tmp_path, epochs=DEMO_EPOCHS, eval_images=100)
-    print(json.dumps({"mAP@0.5": result["mAP"][0.5], "mAP@0.75": result["mAP"][0.75]}))
+    _report(capsys, {"epochs": DEMO_EPOCHS, "train_minutes": last["train_minutes"],
+                     "mAP@0.5": result["mAP"][0.5],
+                     "mAP@0.75": result["mAP"][0.75]})
     assert last["loss"] < first["loss"]
     assert result["mAP"][0.5] >= 0.8   # the recipe aims at 0.9
