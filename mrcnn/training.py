@@ -5,6 +5,14 @@
 upstream's weight decay, clips gradients and applies them only when every loss and
 gradient is finite. A step with a non-finite value leaves the weights untouched, and
 `NonFiniteGuard` stops training, naming the step and the loss.
+
+Under a tf.distribute strategy with several replicas the step computes what one device
+would compute on the global batch: each replica contributes its share of every loss
+(weighted by how many elements it scores, see `replica_loss_shares`), the gradients are
+summed over replicas *before* they are clipped and checked, and the reported losses are
+those of the global batch. Under "mixed_float16" the loss is scaled by the
+LossScaleOptimizer's dynamic scale; a step whose scaled gradients overflow is skipped
+and the scale halved, as Keras does, without stopping training.
 """
 import math
 import re
@@ -15,7 +23,7 @@ import tensorflow as tf
 
 from mrcnn.config import LOSS_NAMES
 from mrcnn.nn import losses as loss_fns
-from mrcnn import weights_io
+from mrcnn import distribute, weights_io
 
 # Upstream's layer selections for `train(layers=...)`.
 LAYER_REGEX = {
@@ -57,6 +65,39 @@ def compute_losses(inputs, outputs):
     }
 
 
+def loss_counts(inputs, outputs):
+    """How many elements each loss of `compute_losses` averages over, for one batch.
+
+    Every Mask R-CNN loss is a mean over the elements it scores (labelled anchors,
+    positive anchors, active ROIs, positive ROIs), so the loss of a batch split into
+    parts is the count-weighted mean of the parts' losses. These counts mirror the
+    denominators in mrcnn.nn.losses (a constant factor per element, such as the 4 box
+    coordinates or the h*w mask pixels, cancels out and is left out).
+
+    Returns:
+        dict loss name -> float32 scalar count, keys as config.LOSS_NAMES.
+    """
+    match = tf.squeeze(tf.cast(inputs["input_rpn_match"], tf.int32), -1)        # [B, A]
+    positive = tf.equal(match, 1)
+    rank = tf.cumsum(tf.cast(positive, tf.int32), axis=1, exclusive=True)
+    bbox_rows = tf.shape(inputs["input_rpn_bbox"])[1]
+    predicted = tf.argmax(tf.cast(outputs["mrcnn_class_logits"], tf.float32), axis=2,
+                          output_type=tf.int32)                                 # [B, T]
+    active_class_ids = tf.cast(inputs["input_image_meta"][:, 12:], tf.float32)
+    active = tf.gather(active_class_ids, predicted, batch_dims=1)               # [B, T]
+
+    def count(mask):
+        return tf.reduce_sum(tf.cast(mask, tf.float32))
+
+    return {
+        "rpn_class_loss": count(tf.not_equal(match, 0)),
+        "rpn_bbox_loss": count(positive & (rank < bbox_rows)),
+        "mrcnn_class_loss": tf.reduce_sum(active),
+        "mrcnn_bbox_loss": count(tf.cast(outputs["target_class_ids"], tf.int32) > 0),
+        "mrcnn_mask_loss": count(tf.cast(outputs["mask_class_ids"], tf.int32) > 0),
+    }
+
+
 def is_decayed(variable):
     """Upstream decays every trainable weight except BatchNorm's gamma and beta."""
     name = variable.path if hasattr(variable, "path") else variable.name
@@ -83,10 +124,67 @@ def _unpack(data):
     return data
 
 
+# --- Replicas -------------------------------------------------------------------------
+
+def num_replicas():
+    """Replicas of the current tf.distribute strategy that run one step together."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def sum_over_replicas(values):
+    """All-reduce (sum) a tensor or a nest of tensors over the replicas of the step.
+
+    Identity with a single replica. Must run in a replica context (a train/test step).
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def replica_loss_shares(losses, counts):
+    """This replica's share of each loss of the global batch.
+
+    With replica r scoring N_r elements at mean loss L_r, the loss of the global batch is
+    sum_r L_r N_r / sum_r N_r; replica r's share is L_r N_r / sum_r N_r, so the shares
+    (and their gradients) summed over replicas are the loss (and gradient) one device
+    would compute on the whole batch. Dividing by the number of replicas instead would
+    give the mean of the replicas' means, which differs whenever replicas score
+    different numbers of positives. With one replica the share is the loss itself.
+
+    Args:
+        losses, counts: dicts loss name -> float32 scalar of this replica.
+    Returns:
+        dict loss name -> float32 scalar share.
+    """
+    if num_replicas() == 1:
+        return dict(losses)
+    names = list(losses)
+    local = tf.stack([counts[name] for name in names])
+    totals = tf.stop_gradient(sum_over_replicas(local))
+    weights = tf.stop_gradient(tf.math.divide_no_nan(local, totals))
+    return {name: losses[name] * weights[i] for i, name in enumerate(names)}
+
+
+def _uses_loss_scaling(optimizer):
+    return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def _sums_over_replicas_itself(optimizer):
+    """Whether `optimizer.apply` would all-reduce the gradients it is given."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return not getattr(inner, "takes_summed_gradients", False)
+
+
+def _all_finite(tensors):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
 class TrainingModel(keras.Model):
     """The functional training graph with Mask R-CNN's train and test steps.
 
-    Construct with `TrainingModel(inputs=..., outputs=..., config=config)`.
+    Construct with `TrainingModel(inputs=..., outputs=..., config=config)`, inside the
+    strategy's scope when training on several replicas.
     """
 
     def __init__(self, *args, config=None, **kwargs):
@@ -95,7 +193,8 @@ class TrainingModel(keras.Model):
         self.loss_trackers = {name: keras.metrics.Mean(name=name)
                               for name in ("loss",) + LOSS_NAMES}
         # Values of the latest step, read by NonFiniteGuard: total loss, then LOSS_NAMES,
-        # then 1.0 if every gradient was finite.
+        # then 1.0 if the gradients were usable (finite, or an overflow of the loss scale
+        # that the step handled). Every replica writes the same, all-reduced values.
         self.last_step_values = tf.Variable(
             tf.zeros([len(LOSS_NAMES) + 2]), trainable=False, name="last_step_values")
 
@@ -103,13 +202,26 @@ class TrainingModel(keras.Model):
     def metrics(self):
         return list(self.loss_trackers.values())
 
-    def _weighted_losses(self, inputs, training):
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras averages the first distributed batch over replicas to
+        # build the model symbolically, which fails on the boolean GT masks. A built
+        # functional graph with a built optimizer has nothing left to build.
+        optimizer = getattr(self, "optimizer", None)
+        if self.built and optimizer is not None and optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _loss_shares(self, inputs, training):
+        """(this replica's shares of the losses, its losses) as dicts, float32."""
         outputs = self(inputs, training=training)
         losses = {name: tf.cast(value, tf.float32)
                   for name, value in compute_losses(inputs, outputs).items()}
+        counts = loss_counts(inputs, outputs) if num_replicas() > 1 else None
+        return replica_loss_shares(losses, counts), losses
+
+    def _weighted_total(self, losses):
         weights = self.mrcnn_config.LOSS_WEIGHTS
-        total = tf.add_n([losses[name] * float(weights.get(name, 1.0)) for name in LOSS_NAMES])
-        return total, losses
+        return tf.add_n([losses[name] * float(weights.get(name, 1.0)) for name in LOSS_NAMES])
 
     def _forward_state(self):
         """Variables the forward pass itself updates: moving statistics of trained BN."""
@@ -121,50 +233,154 @@ class TrainingModel(keras.Model):
 
     def train_step(self, data):
         inputs = _unpack(data)
+        replicas = num_replicas()
+        if replicas > 1 and _sums_over_replicas_itself(self.optimizer):
+            raise ValueError(
+                "Training on several replicas needs an optimizer from "
+                "mrcnn.training.make_optimizer: the train step sums the gradients over "
+                "replicas before clipping them, and a plain Keras optimizer would sum "
+                "them again")
+        loss_scaling = _uses_loss_scaling(self.optimizer)
         variables = self.trainable_variables
         state = self._forward_state()
         saved_state = [tf.identity(v) for v in state]
         with tf.GradientTape() as tape:
-            total, losses = self._weighted_losses(inputs, training=True)
-            total = total + weight_decay_loss(variables, self.mrcnn_config.WEIGHT_DECAY)
-        gradients = tape.gradient(total, variables)
-        gradients_finite = tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(g)) for g in gradients if g is not None])
-        losses_finite = tf.reduce_all(
-            [tf.math.is_finite(total)] + [tf.math.is_finite(v) for v in losses.values()])
-        finite = tf.logical_and(gradients_finite, losses_finite)
+            shares, _ = self._loss_shares(inputs, training=True)
+            decay = weight_decay_loss(variables, self.mrcnn_config.WEIGHT_DECAY)
+            # Summed over replicas, this is the total loss of the global batch.
+            objective = self._weighted_total(shares) + decay / float(replicas)
+            if loss_scaling:
+                objective = self.optimizer.scale_loss(objective)
+        gradients = tape.gradient(objective, variables)
         pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        # Summed before anything looks at them, so clipping and the finiteness check see
+        # the global batch's gradient and every replica takes the same branch below.
+        summed = sum_over_replicas([g for g, _ in pairs])
+        unscaled = summed
+        if loss_scaling:
+            unscaled = [g / self.optimizer.dynamic_scale for g in summed]
+        losses = sum_over_replicas(shares)
+        total = self._weighted_total(losses) + decay
 
-        def apply():
-            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-            return tf.constant(True)
+        gradients_finite = _all_finite(unscaled)
+        losses_finite = _all_finite([total] + list(losses.values()))
+        finite = tf.logical_and(gradients_finite, losses_finite)
+        overflow_handled = tf.constant(False)
+        if loss_scaling:
+            # An overflow of a scale above 1 is the scale's fault, not the model's.
+            overflow_handled = (losses_finite & tf.logical_not(gradients_finite)
+                                & (self.optimizer.dynamic_scale > 1.0))
+        trained = [v for _, v in pairs]
 
-        def restore():
+        def apply(gradients, saved, overflow):
+            del saved, overflow
+            self._apply_gradients(gradients, trained)
+
+        def restore(gradients, saved, overflow):
+            del gradients
             # Undo the forward pass's BatchNorm updates: the step is dropped whole.
-            for variable, value in zip(state, saved_state):
+            for variable, value in zip(state, saved):
                 variable.assign(value)
-            return tf.constant(False)
+            if loss_scaling:
+                _halve_loss_scale(self.optimizer, overflow)
 
-        tf.cond(finite, apply, restore)
+        run_branch(finite, apply, restore, (summed, saved_state, overflow_handled))
+        gradients_usable = tf.logical_or(gradients_finite, overflow_handled)
         self.last_step_values.assign(tf.stack(
             [total] + [losses[name] for name in LOSS_NAMES]
-            + [tf.cast(gradients_finite, tf.float32)]))
-        return self._update_trackers(total, losses, finite)
+            + [tf.cast(gradients_usable, tf.float32)]))
+        return self._update_trackers(total, losses, losses_finite)
+
+    def _apply_gradients(self, gradients, variables):
+        """Apply gradients summed over replicas (and scaled, under loss scaling)."""
+        if not _uses_loss_scaling(self.optimizer):
+            self.optimizer.apply(gradients, variables)
+            return
+        scaling = self.optimizer
+        scale = scaling.dynamic_scale
+        scaling.inner_optimizer.apply([g / scale for g in gradients], variables)
+        _grow_loss_scale(scaling)
 
     def test_step(self, data):
         inputs = _unpack(data)
-        total, losses = self._weighted_losses(inputs, training=False)
-        return self._update_trackers(total, losses, tf.math.is_finite(total))
+        shares, _ = self._loss_shares(inputs, training=False)
+        losses = sum_over_replicas(shares)
+        total = self._weighted_total(losses)
+        return self._update_trackers(total, losses, _all_finite([total]))
 
     def _update_trackers(self, total, losses, finite):
-        # A skipped non-finite step must not poison the epoch's running means.
+        # A step with a non-finite loss must not poison the epoch's running means.
         weight = tf.cast(finite, tf.float32)
         self.loss_trackers["loss"].update_state(tf.where(finite, total, 0.0),
                                                 sample_weight=weight)
         for name in LOSS_NAMES:
             value = tf.where(finite, losses[name], 0.0)
             self.loss_trackers[name].update_state(value, sample_weight=weight)
-        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+        if distribute.is_multi_worker(self.distribute_strategy):
+            # Keras' fit reduces each log over workers along axis 0, which a scalar lacks
+            # (tensorflow/tensorflow#72388): one element reduces to the same scalar.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+
+def run_branch(condition, on_true, on_false, args):
+    """Run on_true(*args) or on_false(*args) on every replica, as `condition` says.
+
+    `condition` must be the same on every replica (computed from all-reduced values).
+    The branches may synchronise replicas (an optimizer update does). Strategies that
+    synchronise through merge_call (MirroredStrategy without collective ops) cannot
+    merge inside a tf.cond, so there the cond runs in cross-replica context and each
+    branch goes back to the replicas, as keras' LossScaleOptimizer does. Tensors the
+    branches need must therefore come in `args`, not through closures (variables may).
+    """
+    def branch(fn, call):
+        def run():
+            call(fn)
+            return tf.constant(True)
+        return run
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(condition, branch(on_true, lambda fn: fn(*args)),
+                branch(on_false, lambda fn: fn(*args)))
+        return
+
+    def cross_replica(distribution, condition, *values):
+        condition = distribution.experimental_local_results(condition)[0]
+
+        def on_replicas(fn):
+            distribution.extended.call_for_each_replica(fn, args=values)
+
+        tf.cond(condition, branch(on_true, on_replicas), branch(on_false, on_replicas))
+
+    tf.distribute.get_replica_context().merge_call(cross_replica,
+                                                   args=(condition,) + tuple(args))
+
+
+def _grow_loss_scale(optimizer):
+    """After an applied step, double the dynamic loss scale every dynamic_growth_steps
+    steps (what keras.optimizers.LossScaleOptimizer does with finite gradients)."""
+    def grow():
+        optimizer.step_counter.assign(0)
+        optimizer.dynamic_scale.assign(optimizer.dynamic_scale * 2.0)
+        return tf.constant(True)
+
+    def count():
+        optimizer.step_counter.assign_add(1)
+        return tf.constant(False)
+
+    tf.cond(tf.equal(optimizer.step_counter, optimizer.dynamic_growth_steps - 1), grow, count)
+
+
+def _halve_loss_scale(optimizer, overflow):
+    """After a step skipped for overflowing scaled gradients, halve the dynamic scale
+    (what keras.optimizers.LossScaleOptimizer does with non-finite gradients)."""
+    def halve():
+        optimizer.step_counter.assign(0)
+        optimizer.dynamic_scale.assign(optimizer.dynamic_scale * 0.5)
+        return tf.constant(True)
+
+    tf.cond(overflow, halve, lambda: tf.constant(False))
 
 
 class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -201,8 +417,31 @@ class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "min_factor": self.min_factor}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class SummedGradientSGD(keras.optimizers.SGD):
+    """SGD for gradients that the train step has already summed over replicas.
+
+    Keras' TensorFlow optimizers clip each replica's gradient inside `apply` and only
+    then all-reduce the clipped gradients. `TrainingModel.train_step` sums them first,
+    so that clipping (per tensor or global) and the finiteness check act on the
+    gradient of the whole global batch, exactly as on one device; this optimizer
+    therefore leaves out its own all-reduce. Its clipping then runs on the summed
+    gradient. On one replica it is plain SGD.
+    """
+
+    takes_summed_gradients = True
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars)
+
+
 def make_optimizer(config, learning_rate, total_steps):
-    """SGD with momentum, upstream's gradient clipping and the configured schedule."""
+    """SGD with momentum, upstream's gradient clipping and the configured schedule.
+
+    Under config.MIXED_PRECISION == "mixed_float16" the SGD is wrapped in a
+    keras.optimizers.LossScaleOptimizer (dynamic loss scale). Create it inside the
+    strategy's scope when training on several replicas (see `compile_model`).
+    """
     schedule = LearningRateSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS,
                                     config.LEARNING_RATE_SCHEDULE, total_steps,
                                     config.LEARNING_RATE_MIN_FACTOR)
@@ -210,8 +449,26 @@ def make_optimizer(config, learning_rate, total_steps):
     if config.GRADIENT_CLIP_NORM:
         key = "clipnorm" if config.GRADIENT_CLIP_MODE == "per_tensor" else "global_clipnorm"
         clip[key] = float(config.GRADIENT_CLIP_NORM)
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=config.LEARNING_MOMENTUM,
-                                **clip)
+    optimizer = SummedGradientSGD(learning_rate=schedule, momentum=config.LEARNING_MOMENTUM,
+                                  **clip)
+    if getattr(config, "MIXED_PRECISION", None) == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def compile_model(model, config, learning_rate, total_steps=1):
+    """Give `model` a fresh optimiser from `make_optimizer` and build it.
+
+    Runs in the model's tf.distribute strategy (the one it was built under), so the
+    optimiser's variables are mirrored like the model's.
+    Returns:
+        the optimiser.
+    """
+    with model.distribute_strategy.scope():
+        optimizer = make_optimizer(config, learning_rate, total_steps)
+        model.compile(optimizer=optimizer, jit_compile=False, run_eagerly=False)
+        optimizer.build(model.trainable_variables)
+    return optimizer
 
 
 # --- Layer selection --------------------------------------------------------------------
@@ -300,7 +557,8 @@ class CheckpointSaver(keras.callbacks.Callback):
     """Write the weights after every epoch, name-keyed and atomically.
 
     Skips the epoch (with a warning) when the NonFiniteGuard tripped during it or when any
-    weight is not finite, so `find_last()` always finds a usable checkpoint.
+    weight is not finite, so `find_last()` always finds a usable checkpoint. In a
+    multi-worker cluster only the chief writes (every worker holds the same weights).
     """
 
     def __init__(self, path_template, guard, config_json=""):
@@ -311,6 +569,8 @@ class CheckpointSaver(keras.callbacks.Callback):
         self.saved = []
 
     def on_epoch_end(self, epoch, logs=None):
+        if not distribute.is_chief():
+            return
         if self.guard is not None and self.guard.tripped:
             print(f"Not saving epoch {epoch + 1}: {self.guard.message}")
             return

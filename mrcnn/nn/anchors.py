@@ -100,6 +100,7 @@ class PyramidAnchors(keras.layers.Layer):
 
     def __init__(self, scales, ratios, feature_strides, anchor_stride=1, name="anchors",
                  **kwargs):
+        kwargs.setdefault("dtype", "float32")  # anchors are float32 under any policy
         super().__init__(name=name, trainable=False, **kwargs)
         self.scales = [float(s) for s in scales]
         self.ratios = [float(r) for r in ratios]

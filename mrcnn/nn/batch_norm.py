@@ -16,11 +16,68 @@ built:
   layer, so inference never changes the layer's state.
 
 Epsilon is Keras' default 1e-3, as upstream's weights were trained with it.
+
+Synchronised BatchNorm: layers built inside ``with synchronized_batch_norm():`` compute
+their batch statistics over the global batch of all replicas of a tf.distribute strategy
+(Keras' ``synchronized=True``) instead of each replica's share, unless they are frozen
+(``train_bn=False``, which never uses batch statistics) or are given ``synchronized``
+explicitly. The graph builders need no argument for it. The synchronised moments are
+computed in two passes (global mean, then the global mean of squared deviations from
+it), not as Keras' E[x^2] - E[x]^2, which loses the variance to float32 cancellation
+when the mean is large against the spread (as after a ReLU) and then clamps it to 0.
 """
+import contextlib
+
 import keras
+import tensorflow as tf
 from keras import ops
 
 TRAIN_BN_MODES = (None, False, True)
+
+# Whether BatchNorm layers built now synchronise their batch statistics by default.
+_SYNCHRONIZED_BY_DEFAULT = [False]
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(enabled=True):
+    """Build BatchNorm layers with synchronised batch statistics inside this block.
+
+    Args:
+        enabled: False makes the block a no-op, so callers can pass Config.SYNC_BN.
+    """
+    previous = _SYNCHRONIZED_BY_DEFAULT[0]
+    _SYNCHRONIZED_BY_DEFAULT[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _SYNCHRONIZED_BY_DEFAULT[0] = previous
+
+
+def synchronized_moments(inputs, axes):
+    """Mean and variance of `inputs` over `axes` and over every replica of the step.
+
+    Args:
+        inputs: float [..., C] this replica's share of the batch.
+        axes: the axes to reduce (all but the channel axis).
+    Returns:
+        (mean, variance), each float [C]: the moments of the global batch, the
+        variance around the global mean (biased, as tf.nn.moments).
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        raise RuntimeError("synchronised BatchNorm must run in a replica context")
+    inputs = tf.convert_to_tensor(inputs)
+    shape = tf.shape(inputs)
+    count = tf.cast(tf.reduce_prod([shape[axis] for axis in axes]), inputs.dtype)
+    local_sum = tf.reduce_sum(inputs, axis=axes)
+    total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [local_sum, count])
+    mean = tf.math.divide_no_nan(total, count)
+    # As tf.nn.moments: the variance's gradient does not flow through the mean.
+    deviations = tf.reduce_sum(tf.math.squared_difference(inputs, tf.stop_gradient(mean)),
+                               axis=axes)
+    variance = tf.math.divide_no_nan(
+        context.all_reduce(tf.distribute.ReduceOp.SUM, deviations), count)
+    return mean, variance
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -36,6 +93,8 @@ class BatchNorm(keras.layers.BatchNormalization):
             raise ValueError(f"train_bn must be None, False or True, got {train_bn!r}")
         if train_bn is False:
             kwargs["trainable"] = False
+        elif _SYNCHRONIZED_BY_DEFAULT[0]:
+            kwargs.setdefault("synchronized", True)
         self._train_bn = train_bn
         super().__init__(**kwargs)
 
@@ -61,6 +120,11 @@ class BatchNorm(keras.layers.BatchNormalization):
         if self._train_bn is None or (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
         return self._normalize_with_batch_statistics(inputs, mask)
+
+    def _moments(self, inputs, mask):
+        if self.synchronized and mask is None:
+            return synchronized_moments(inputs, self._reduction_axes)
+        return super()._moments(inputs, mask)
 
     def _normalize_with_batch_statistics(self, inputs, mask):
         """Normalise by the moments of `inputs` without touching the moving statistics."""

@@ -136,6 +136,7 @@ class DetectionLayer(keras.layers.Layer):
 
     def __init__(self, config=None, name="mrcnn_detection", max_instances=None,
                  min_confidence=None, nms_threshold=None, bbox_std_dev=None, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # box arithmetic, image_meta and NMS in float32
         super().__init__(name=name, **kwargs)
 
         def setting(value, attribute):

@@ -5,7 +5,16 @@ import tensorflow as tf
 from mrcnn.nn import box_ops
 
 
-class NormalizeBoxes(keras.layers.Layer):
+class BoxLayer(keras.layers.Layer):
+    """A layer on boxes: computes in float32 under any mixed-precision policy, so box
+    coordinates are never cast down to float16."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
+class NormalizeBoxes(BoxLayer):
     """Pixel boxes -> normalised boxes of the input image.
 
     Inputs: [boxes [B, N, 4] pixels (y2, x2 exclusive), image [B, H, W, C]].
@@ -24,7 +33,7 @@ class NormalizeBoxes(keras.layers.Layer):
         return input_shapes[0]
 
 
-class DetectionBoxes(keras.layers.Layer):
+class DetectionBoxes(BoxLayer):
     """The (y1, x1, y2, x2) columns of DetectionLayer's output.
 
     Input: detections [B, D, 6] (y1, x1, y2, x2, class_id, score), normalised.
@@ -38,7 +47,7 @@ class DetectionBoxes(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (4,)
 
 
-class LeadingRows(keras.layers.Layer):
+class LeadingRows(BoxLayer):
     """The first `count` rows along axis 1: x[:, :count].
 
     Input: [B, N, ...]; output [B, min(count, N), ...]. The ROI sampler puts positive ROIs
@@ -61,7 +70,7 @@ class LeadingRows(keras.layers.Layer):
         return {**super().get_config(), "count": self.count}
 
 
-class AppendBoxes(keras.layers.Layer):
+class AppendBoxes(BoxLayer):
     """Concatenate two sets of boxes along the box axis.
 
     Inputs: [boxes_a [B, N, 4], boxes_b [B, M, 4]] in the same frame.

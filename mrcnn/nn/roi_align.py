@@ -85,6 +85,7 @@ class PyramidROIAlign(keras.layers.Layer):
     """
 
     def __init__(self, pool_shape, name="roi_align", **kwargs):
+        kwargs.setdefault("dtype", "float32")  # boxes and image_meta must not be cast down
         super().__init__(name=name, **kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
 
