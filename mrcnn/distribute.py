@@ -225,6 +225,9 @@ class DatasetShard:
         return len(self.image_ids)
 
     def __getattr__(self, name):
+        # Only called for names the shard lacks; copy and pickle probe before _dataset.
+        if name.startswith("__") or name == "_dataset":
+            raise AttributeError(name)
         return getattr(self._dataset, name)
 
 

@@ -212,12 +212,13 @@ class TrainingModel(keras.Model):
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def _loss_shares(self, inputs, training):
-        """(this replica's shares of the losses, its losses) as dicts, float32."""
+        """This replica's shares of the global batch's losses (dict, float32 scalars);
+        summed over replicas they are the batch's losses (see replica_loss_shares)."""
         outputs = self(inputs, training=training)
         losses = {name: tf.cast(value, tf.float32)
                   for name, value in compute_losses(inputs, outputs).items()}
         counts = loss_counts(inputs, outputs) if num_replicas() > 1 else None
-        return replica_loss_shares(losses, counts), losses
+        return replica_loss_shares(losses, counts)
 
     def _weighted_total(self, losses):
         weights = self.mrcnn_config.LOSS_WEIGHTS
@@ -232,6 +233,14 @@ class TrainingModel(keras.Model):
         return state
 
     def train_step(self, data):
+        """One optimizer step on this replica's share of the global batch.
+
+        Losses: this replica's shares (see replica_loss_shares) plus weight decay / R,
+        times the dynamic scale under loss scaling. Gradients: summed over the R
+        replicas, unscaled, then checked and (inside the optimizer) clipped, so each
+        replica applies the same update one device would on the global batch. Returns
+        the running means of the global batch's losses.
+        """
         inputs = _unpack(data)
         replicas = num_replicas()
         if replicas > 1 and _sums_over_replicas_itself(self.optimizer):
@@ -245,7 +254,7 @@ class TrainingModel(keras.Model):
         state = self._forward_state()
         saved_state = [tf.identity(v) for v in state]
         with tf.GradientTape() as tape:
-            shares, _ = self._loss_shares(inputs, training=True)
+            shares = self._loss_shares(inputs, training=True)
             decay = weight_decay_loss(variables, self.mrcnn_config.WEIGHT_DECAY)
             # Summed over replicas, this is the total loss of the global batch.
             objective = self._weighted_total(shares) + decay / float(replicas)
@@ -303,7 +312,7 @@ class TrainingModel(keras.Model):
 
     def test_step(self, data):
         inputs = _unpack(data)
-        shares, _ = self._loss_shares(inputs, training=False)
+        shares = self._loss_shares(inputs, training=False)
         losses = sum_over_replicas(shares)
         total = self._weighted_total(losses)
         return self._update_trackers(total, losses, _all_finite([total]))

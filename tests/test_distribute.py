@@ -6,6 +6,7 @@ TensorFlow fixes its devices when it starts, and the test process keeps one CPU 
 """
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -79,6 +80,8 @@ def test_dataset_shard_lists_its_ids_and_loads_through_the_dataset():
     expected_mask, expected_ids = dataset.load_mask(3)
     np.testing.assert_array_equal(mask, expected_mask)
     np.testing.assert_array_equal(class_ids, expected_ids)
+    copied = pickle.loads(pickle.dumps(shard))
+    assert copied.image_ids.tolist() == [1, 3] and copied.num_classes == dataset.num_classes
     # Outside a multi-worker cluster every worker loads everything.
     assert distribute.worker_dataset(dataset) is dataset
 
