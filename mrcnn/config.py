@@ -25,6 +25,7 @@ LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
 LR_SCHEDULES = ("constant", "cosine")
 GRADIENT_CLIP_MODES = ("per_tensor", "global")
+MIXED_PRECISION_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
@@ -129,6 +130,13 @@ class Config:
     # Upstream: False and False.
     ROI_INCLUDE_GT_BOXES = False
     ROI_FILL_NEGATIVES = False
+    # Keras mixed precision: None (float32), "mixed_float16" (GPUs with tensor cores; the
+    # loss is scaled dynamically) or "mixed_bfloat16" (TPUs, recent GPUs and CPUs).
+    # Weights, boxes, anchors, NMS, ROI pooling and the losses stay float32.
+    MIXED_PRECISION = None
+    # With GPU_COUNT > 1 and trained BatchNorm (TRAIN_BN None or True): normalise with the
+    # statistics of the global batch, all-reduced over replicas, as one device would.
+    SYNC_BN = False
     # Seed of the input pipeline's sampling (image order, RPN/ROI sampling); None: random.
     SEED = None
     # Threads that prepare training batches; None: every CPU this process may use.
@@ -337,6 +345,11 @@ class Config:
         if unknown:
             raise ConfigError(f"LOSS_WEIGHTS has unknown losses {sorted(unknown)}; "
                               f"known: {list(LOSS_NAMES)}")
+        if self.MIXED_PRECISION not in MIXED_PRECISION_POLICIES:
+            raise ConfigError(f"MIXED_PRECISION must be one of {MIXED_PRECISION_POLICIES}, "
+                              f"got {self.MIXED_PRECISION!r}")
+        if not isinstance(self.SYNC_BN, bool):
+            raise ConfigError(f"SYNC_BN must be True or False, got {self.SYNC_BN!r}")
         if self.TRAIN_BN not in (None, True, False):
             raise ConfigError(f"TRAIN_BN must be None, True or False, got {self.TRAIN_BN!r}")
         if self.GRADIENT_CLIP_MODE not in GRADIENT_CLIP_MODES:

@@ -614,7 +614,7 @@ class DataGenerator(keras.utils.PyDataset):
         input_gt_boxes      float32 [B, M, 4]      pixels
         input_gt_masks      bool    [B, h, w, M]
 
-    With ``random_rois`` > 0, ``inputs["input_roi"]`` holds int32 [B, random_rois, 4] random
+    With ``random_rois`` > 0, ``inputs["input_rois"]`` holds int32 [B, random_rois, 4] random
     ROIs in pixels; with ``detection_targets`` as well, the item is ``(inputs, targets)``
     where ``targets`` holds "rois" [B, T, 4], "mrcnn_class_ids" int32 [B, T, 1],
     "mrcnn_bbox" [B, T, NUM_CLASSES, 4] and "mrcnn_mask" [B, T, mh, mw, NUM_CLASSES]
@@ -818,7 +818,7 @@ class DataGenerator(keras.utils.PyDataset):
         }
         targets = None
         if self.random_rois:
-            inputs["input_roi"] = np.stack([s["random_rois"] for s in samples])
+            inputs["input_rois"] = np.stack([s["random_rois"] for s in samples])
             if self.detection_targets:
                 rois, class_ids, bboxes, masks = (np.stack(parts) for parts in
                                                   zip(*(s["detection"] for s in samples)))
@@ -837,7 +837,7 @@ class DataGenerator(keras.utils.PyDataset):
         values = [inputs[name] for name in INPUT_NAMES]
         outputs = []
         if self.random_rois:
-            values.append(inputs["input_roi"])
+            values.append(inputs["input_rois"])
             if self.detection_targets:
                 targets = item[1]
                 values.append(targets["rois"])

@@ -10,12 +10,13 @@ import datetime
 import glob
 import os
 import re
+import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import inference, training, utils, weights_io
+from mrcnn import distribute, inference, training, utils, weights_io
 from mrcnn.data import (DataGenerator, build_rpn_targets, data_generator,  # noqa: F401
                         load_image_gt, mold_image, unmold_image)
 from mrcnn.image_meta import (compose_image_meta, parse_image_meta,  # noqa: F401
@@ -68,18 +69,23 @@ class MaskRCNN:
         self._anchor_cache = {}
         self._predict_fn = None
         self.set_log_dir()
+        # Training runs under the strategy of GPU_COUNT / TF_CONFIG (see mrcnn.distribute).
+        self.strategy = (distribute.strategy_for(config) if mode == "training"
+                         else tf.distribute.get_strategy())
         self.keras_model = self.build(mode=mode, config=config)
 
     # --- Graph ------------------------------------------------------------------------
     def build(self, mode, config):
         """Build the training or inference graph as a keras.Model."""
         config.validate()
-        if mode == "training":
-            inputs, outputs = build_training_graph(config)
-            return training.TrainingModel(inputs=inputs, outputs=outputs, config=config,
-                                          name="mask_rcnn")
-        inputs, outputs = build_inference_graph(config)
-        return keras.Model(inputs=inputs, outputs=outputs, name="mask_rcnn")
+        strategy = getattr(self, "strategy", None) if mode == "training" else None
+        with distribute.build_scope(config, strategy, mode):
+            if mode == "training":
+                inputs, outputs = build_training_graph(config)
+                return training.TrainingModel(inputs=inputs, outputs=outputs, config=config,
+                                              name="mask_rcnn")
+            inputs, outputs = build_inference_graph(config)
+            return keras.Model(inputs=inputs, outputs=outputs, name="mask_rcnn")
 
     def get_anchors(self, image_shape):
         """Normalised anchors [A, 4] for a molded image shape, in the graph's order."""
@@ -180,9 +186,7 @@ class MaskRCNN:
     def compile(self, learning_rate, momentum=None, total_steps=1):
         """Attach a fresh SGD optimiser (upstream compiles at every `train()`)."""
         del momentum  # taken from config.LEARNING_MOMENTUM
-        optimizer = training.make_optimizer(self.config, learning_rate, total_steps)
-        self.keras_model.compile(optimizer=optimizer, jit_compile=False, run_eagerly=False)
-        optimizer.build(self.keras_model.trainable_variables)
+        training.compile_model(self.keras_model, self.config, learning_rate, total_steps)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
@@ -210,13 +214,19 @@ class MaskRCNN:
         self._check_dataset(train_dataset, "train_dataset")
         self._check_dataset(val_dataset, "val_dataset")
         seed = self.config.SEED
+        # Under several workers each loads only its share of the images.
+        train_dataset = distribute.worker_dataset(train_dataset, self.strategy)
+        val_dataset = distribute.worker_dataset(val_dataset, self.strategy)
+        batch_size = distribute.generator_batch_size(self.config, self.strategy)
         train_generator = DataGenerator(train_dataset, self.config, shuffle=True,
+                                        batch_size=batch_size,
                                         augmentation=augmentation, seed=seed,
                                         no_augmentation_sources=no_augmentation_sources,
                                         steps_per_epoch=self.config.STEPS_PER_EPOCH,
                                         workers=workers)
         train_generator.epoch = self.epoch
         val_generator = DataGenerator(val_dataset, self.config, shuffle=True,
+                                      batch_size=batch_size,
                                       seed=None if seed is None else seed + 1,
                                       steps_per_epoch=self.config.VALIDATION_STEPS,
                                       workers=workers)
@@ -228,21 +238,27 @@ class MaskRCNN:
         guard = training.NonFiniteGuard()
         saver = training.CheckpointSaver(self.checkpoint_path, guard, self.config.to_json())
         callbacks = [guard, saver,
-                     keras.callbacks.TensorBoard(log_dir=self.log_dir, update_freq="batch",
+                     keras.callbacks.TensorBoard(log_dir=self._tensorboard_dir(),
+                                                 update_freq="batch",
                                                  write_graph=False)]
         callbacks += list(custom_callbacks or [])
         if verbose:
             log(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
             log(f"Checkpoint Path: {self.checkpoint_path}")
         history = self.keras_model.fit(
-            train_generator, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
-            validation_data=val_generator, validation_steps=self.config.VALIDATION_STEPS,
+            distribute.fit_input(train_generator, self.strategy), initial_epoch=self.epoch,
+            epochs=epochs, steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+            validation_data=distribute.fit_input(val_generator, self.strategy),
+            validation_steps=self.config.VALIDATION_STEPS,
             shuffle=False, verbose=verbose)
         if guard.tripped:
             raise training.TrainingDivergedError(guard.message + self._last_good(saver))
         self.epoch = max(self.epoch, epochs)
         return history
+
+    def _tensorboard_dir(self):
+        """This run's log directory on the chief; a scratch directory on other workers."""
+        return self.log_dir if distribute.is_chief() else tempfile.mkdtemp(prefix="mrcnn_")
 
     def _last_good(self, saver):
         """Text naming the newest checkpoint, for the divergence message."""

@@ -94,6 +94,8 @@ def _with(**settings):
     (dict(MINI_MASK_SHAPE=(56,)), "MINI_MASK_SHAPE"),
     (dict(IMAGE_MIN_DIM=2048), "IMAGE_MIN_DIM"),
     (dict(DATA_WORKERS=0), "DATA_WORKERS"),
+    (dict(MIXED_PRECISION="float16"), "MIXED_PRECISION"),
+    (dict(SYNC_BN=1), "SYNC_BN"),
     (dict(BAD_IMAGE_POLICY="ignore"), "BAD_IMAGE_POLICY"),
     (dict(TRAIN_ON_EMPTY_IMAGES="yes"), "TRAIN_ON_EMPTY_IMAGES"),
 ])

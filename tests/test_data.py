@@ -494,7 +494,7 @@ def test_data_generator_detection_targets_and_upstream_generator():
     generator = data.DataGenerator(dataset, config, seed=2, random_rois=40,
                                    detection_targets=True)
     inputs, targets = generator[0]
-    assert inputs["input_roi"].shape == (2, 40, 4)
+    assert inputs["input_rois"].shape == (2, 40, 4)
     assert targets["rois"].shape == (2, 16, 4)
     assert targets["mrcnn_class_ids"].shape == (2, 16, 1)
     assert targets["mrcnn_bbox"].shape == (2, 16, 4, 4)

@@ -83,6 +83,7 @@ def test_stage_selector_on_a_backbone_without_stages_is_a_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A tiny model trained for 2 epochs, and its run directory."""
+    keras.utils.set_random_seed(0)
     model_dir = str(tmp_path_factory.mktemp("runs"))
     dataset = shapes_dataset(12, 64, seed=0)
     model = modellib.MaskRCNN("training", TinyConfig(), model_dir)

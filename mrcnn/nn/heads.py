@@ -107,7 +107,8 @@ def classifier_head(pooled, rois, num_classes, train_bn=True, fc_layers_size=102
                       train_bn, padding="valid")
     shared = PoolSqueeze(name="pool_squeeze")([x, rois])
     mrcnn_class_logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    mrcnn_probs = keras.layers.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
+    mrcnn_probs = keras.layers.Activation("softmax", name="mrcnn_class",
+                                          dtype="float32")(mrcnn_class_logits)
     x = keras.layers.Dense(num_classes * 4, activation="linear", name="mrcnn_bbox_fc")(shared)
     mrcnn_bbox = keras.layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(x)
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox

@@ -34,7 +34,8 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride, conv_size=512):
     x = keras.layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid",
                             activation="linear", name="rpn_class_raw")(shared)
     rpn_class_logits = keras.layers.Reshape((-1, 2), name="rpn_class_logits_flat")(x)
-    rpn_probs = keras.layers.Activation("softmax", name="rpn_class_probs")(rpn_class_logits)
+    rpn_probs = keras.layers.Activation("softmax", name="rpn_class_probs",
+                                          dtype="float32")(rpn_class_logits)
     x = keras.layers.Conv2D(4 * anchors_per_location, (1, 1), padding="valid",
                             activation="linear", name="rpn_bbox_pred")(shared)
     rpn_bbox = keras.layers.Reshape((-1, 4), name="rpn_bbox_flat")(x)
