@@ -10,6 +10,7 @@ would be input-bound.
 import argparse
 import json
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -47,7 +48,7 @@ def bench_case(name, config_class, steps):
     batches = [generator[i % len(generator)] for i in range(steps + 2)]
     prepare_s = (time.perf_counter() - start) / len(batches)
 
-    model = modellib.MaskRCNN("training", config, model_dir="/tmp/mrcnn_bench")
+    model = modellib.MaskRCNN("training", config, model_dir=tempfile.mkdtemp(prefix="mrcnn_bench_"))
     model.compile(config.LEARNING_RATE, total_steps=steps + 2)
     keras_model = model.keras_model
     step = tf.function(keras_model.train_step)
