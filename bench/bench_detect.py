@@ -45,7 +45,8 @@ def bench_backbone(backbone, runs, size):
         IMAGE_MAX_DIM = size
         DETECTION_MIN_CONFIDENCE = 0.0
 
-    model = modellib.MaskRCNN("inference", BenchConfig(), model_dir=tempfile.mkdtemp(prefix="mrcnn_bench_"))
+    model_dir = tempfile.mkdtemp(prefix="mrcnn_bench_")
+    model = modellib.MaskRCNN("inference", BenchConfig(), model_dir=model_dir)
     image = np.random.RandomState(0).randint(0, 255, (size, size, 3), dtype=np.uint8)
     detect_s = _median_seconds(lambda: model.detect([image]), runs)
     molded_images, metas, _ = model.mold_inputs([image])

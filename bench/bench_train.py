@@ -48,7 +48,8 @@ def bench_case(name, config_class, steps):
     batches = [generator[i % len(generator)] for i in range(steps + 2)]
     prepare_s = (time.perf_counter() - start) / len(batches)
 
-    model = modellib.MaskRCNN("training", config, model_dir=tempfile.mkdtemp(prefix="mrcnn_bench_"))
+    model_dir = tempfile.mkdtemp(prefix="mrcnn_bench_")
+    model = modellib.MaskRCNN("training", config, model_dir=model_dir)
     model.compile(config.LEARNING_RATE, total_steps=steps + 2)
     keras_model = model.keras_model
     step = tf.function(keras_model.train_step)
