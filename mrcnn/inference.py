@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from mrcnn import utils
+from mrcnn.data import mold_image
 from mrcnn.image_meta import compose_image_meta
 
 
@@ -31,11 +32,6 @@ def as_rgb(image, channels=3, image_id=None):
     if image.shape[-1] != channels:
         raise ValueError(f"{label}: expected {channels} channels, got shape {image.shape}")
     return image
-
-
-def mold_image(images, config):
-    """float32 image(s) [..., H, W, C] minus MEAN_PIXEL (no division by a std)."""
-    return images.astype(np.float32) - np.asarray(config.MEAN_PIXEL, dtype=np.float32)
 
 
 def mold_inputs(images, config):
