@@ -80,31 +80,6 @@ def _sorted_predictions(result):
             np.asarray(result["masks"])[..., order])
 
 
-def greedy_match(overlaps, gt_class_ids, pred_class_ids, iou_threshold):
-    """Upstream's matching (utils.compute_matches) on a precomputed IoU matrix.
-
-    Predictions, best score first, each take the unmatched ground truth of their class
-    with the highest IoU, if it reaches `iou_threshold`.
-
-    Args:
-        overlaps: float [P, G] mask IoU, predictions in score order.
-        gt_class_ids: int [G]; pred_class_ids: int [P] in score order.
-    Returns:
-        pred_match int [P]: index of the matched ground truth or -1.
-    """
-    pred_match = -np.ones(len(pred_class_ids), dtype=np.int64)
-    taken = np.zeros(len(gt_class_ids), dtype=bool)
-    eligible = (overlaps >= iou_threshold) & (
-        np.asarray(gt_class_ids)[None, :] == np.asarray(pred_class_ids)[:, None])
-    for i in range(len(pred_class_ids)):
-        candidates = eligible[i] & ~taken
-        if candidates.any():
-            j = int(np.argmax(np.where(candidates, overlaps[i], -np.inf)))
-            taken[j] = True
-            pred_match[i] = j
-    return pred_match
-
-
 class _ClassPool:
     """Detections of every image pooled per class, for a dataset-level AP per class."""
 
@@ -133,29 +108,10 @@ class _ClassPool:
         scores = np.asarray(self.scores.get(class_id, []), dtype=np.float64)
         hits = np.asarray(self.hits.get(class_id, []), dtype=bool)
         order = np.argsort(-scores, kind="stable")
-        return all_point_average_precision(hits[order], count)
+        return float(utils.average_precision_from_hits(hits[order], count)[0])
 
     def class_ids(self):
         return sorted(set(self.gt_count) | set(self.scores))
-
-
-def all_point_average_precision(hits, gt_count):
-    """Area under the precision envelope of a ranked list of detections.
-
-    Args:
-        hits: bool [P], whether each detection (best score first) matched a ground truth.
-        gt_count: number of ground-truth instances (> 0).
-    Returns:
-        float AP: the sum over the recall steps of the step times the highest precision
-        reached at that recall or beyond (VOC all-point interpolation, as utils.compute_ap).
-    """
-    hits = np.asarray(hits, dtype=bool)
-    if hits.size == 0:
-        return 0.0
-    true_positives = np.cumsum(hits)
-    precisions = true_positives / np.arange(1, hits.size + 1)
-    envelope = np.maximum.accumulate(precisions[::-1])[::-1]
-    return float(np.sum(envelope[hits]) / gt_count)
 
 
 def _nanmean(values):
@@ -202,7 +158,8 @@ def evaluate_map(model, dataset, image_ids=None, iou_thresholds=(0.5,), batch_si
         for class_id in pred_class_ids:
             detection_count[int(class_id)] = detection_count.get(int(class_id), 0) + 1
         for threshold in thresholds:
-            pred_match = greedy_match(overlaps, gt_class_ids, pred_class_ids, threshold)
+            _, pred_match = utils.match_by_overlaps(
+                overlaps, gt_class_ids, pred_class_ids, threshold)
             per_image[threshold].append(_image_ap(pred_match, len(gt_class_ids)))
             pools[threshold].add(gt_class_ids, pred_class_ids, pred_scores, pred_match)
     mean_ap = {t: _nanmean(v) if v else 0.0 for t, v in per_image.items()}
@@ -216,9 +173,7 @@ def evaluate_map(model, dataset, image_ids=None, iou_thresholds=(0.5,), batch_si
 
 def _image_ap(pred_match, gt_count):
     """utils.compute_ap's value from one image's matches (NaN without ground truth)."""
-    if gt_count == 0:
-        return math.nan
-    return all_point_average_precision(np.asarray(pred_match) > -1, gt_count)
+    return float(utils.average_precision_from_hits(np.asarray(pred_match) > -1, gt_count)[0])
 
 
 def per_class_table(result, class_names):

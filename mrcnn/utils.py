@@ -659,18 +659,57 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
     pred_masks = pred_masks[..., order]
 
     overlaps = compute_overlaps_masks(pred_masks, gt_masks)
-    pred_match = -1 * np.ones([len(order)])
-    gt_match = -1 * np.ones([gt_boxes.shape[0]])
-    eligible = overlaps >= max(iou_threshold, score_threshold)
-    for i in range(len(order)):
-        candidates = (eligible[i] & (gt_match == -1)
-                      & (gt_class_ids == pred_class_ids[i]))
+    gt_match, pred_match = match_by_overlaps(
+        overlaps, gt_class_ids, pred_class_ids,
+        max(iou_threshold, score_threshold))
+    return gt_match, pred_match, overlaps
+
+
+def match_by_overlaps(overlaps, gt_class_ids, pred_class_ids, iou_threshold):
+    """Greedy matching of :func:`compute_matches` on a precomputed IoU matrix.
+
+    overlaps: [P, G] IoU, predictions in score order (best first).
+    gt_class_ids: [G] int. pred_class_ids: [P] int, in score order.
+    iou_threshold: a match needs IoU >= this.
+
+    Each prediction in turn takes the unmatched ground truth of its class
+    with the highest IoU, if that IoU reaches iou_threshold.
+
+    Returns:
+        gt_match: float [G], index of the matched prediction, or -1.
+        pred_match: float [P], index of the matched ground truth, or -1.
+    """
+    overlaps = np.asarray(overlaps)
+    gt_class_ids = np.asarray(gt_class_ids)
+    pred_class_ids = np.asarray(pred_class_ids)
+    pred_match = -1 * np.ones([len(pred_class_ids)])
+    gt_match = -1 * np.ones([len(gt_class_ids)])
+    eligible = ((overlaps >= iou_threshold)
+                & (gt_class_ids[None, :] == pred_class_ids[:, None]))
+    for i in range(len(pred_class_ids)):
+        candidates = eligible[i] & (gt_match == -1)
         if not candidates.any():
             continue
         j = np.argmax(np.where(candidates, overlaps[i], -np.inf))
         gt_match[j] = i
         pred_match[i] = j
-    return gt_match, pred_match, overlaps
+    return gt_match, pred_match
+
+
+def average_precision_from_hits(hits, gt_count):
+    """VOC all-point AP of a ranked list of detections.
+
+    hits: bool [P], whether each detection (best score first) matched a
+        ground truth. gt_count: number of ground-truth instances.
+
+    Returns: (ap, precisions, recalls) as in :func:`compute_ap`; with
+    gt_count 0 the recalls and the AP are NaN, as upstream.
+    """
+    true_positives = np.cumsum(np.asarray(hits, dtype=bool))
+    precisions = true_positives / (np.arange(len(true_positives)) + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recalls = true_positives.astype(np.float32) / gt_count
+    return _all_point_ap(precisions, recalls)
 
 
 def _all_point_ap(precisions, recalls):
@@ -708,11 +747,8 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks,
     gt_match, pred_match, overlaps = compute_matches(
         gt_boxes, gt_class_ids, gt_masks,
         pred_boxes, pred_class_ids, pred_scores, pred_masks, iou_threshold)
-    hits = np.cumsum(pred_match > -1)
-    precisions = hits / (np.arange(len(pred_match)) + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recalls = hits.astype(np.float32) / len(gt_match)
-    mAP, precisions, recalls = _all_point_ap(precisions, recalls)
+    mAP, precisions, recalls = average_precision_from_hits(
+        pred_match > -1, len(gt_match))
     return mAP, precisions, recalls, overlaps
 
 

@@ -7,8 +7,7 @@ import pytest
 
 from mrcnn import utils
 from mrcnn.dataset import Dataset
-from mrcnn.evaluate import (COCO_IOU_THRESHOLDS, all_point_average_precision, evaluate_map,
-                            greedy_match, ground_truth, per_class_table)
+from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map, ground_truth, per_class_table
 
 SIZE = 64
 
@@ -161,33 +160,3 @@ def test_crowd_instances_are_not_ground_truth():
 
 def test_coco_thresholds():
     assert COCO_IOU_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-
-
-def test_all_point_average_precision_by_hand():
-    # 3 GT; ranked hits T F T F -> precisions 1, 1/2, 2/3, 1/2; envelope at the hits:
-    # 1 and 2/3 -> (1 + 2/3) / 3.
-    assert all_point_average_precision([True, False, True, False], 3) == pytest.approx(5 / 9)
-    assert all_point_average_precision([], 2) == 0.0
-
-
-def test_greedy_match_equals_utils_compute_matches_on_random_cases():
-    rng = np.random.RandomState(0)
-    for _ in range(30):
-        n_gt, n_pred = rng.randint(0, 6), rng.randint(0, 8)
-        gt = make_result([(rng.randint(1, 3), 1.0, _random_box(rng)) for _ in range(n_gt)])
-        pred = make_result([(rng.randint(1, 3), float(rng.choice([0.3, 0.5, 0.9])),
-                             _random_box(rng)) for _ in range(n_pred)])
-        order = np.argsort(-pred["scores"].astype(np.float64), kind="stable")
-        overlaps = utils.compute_overlaps_masks(pred["masks"][..., order], gt["masks"])
-        for threshold in (0.3, 0.5):
-            ours = greedy_match(overlaps, gt["class_ids"], pred["class_ids"][order], threshold)
-            _, reference, _ = utils.compute_matches(
-                gt["rois"], gt["class_ids"], gt["masks"], pred["rois"], pred["class_ids"],
-                pred["scores"], pred["masks"], iou_threshold=threshold)
-            np.testing.assert_array_equal(ours, reference)
-
-
-def _random_box(rng):
-    y1, x1 = rng.randint(0, 40, size=2)
-    h, w = rng.randint(4, 24, size=2)
-    return (int(y1), int(x1), int(y1 + h), int(x1 + w))

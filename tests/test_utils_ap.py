@@ -180,3 +180,42 @@ def test_matches_and_ap_against_loop_reference(seed):
     ap = utils.compute_ap(gt_boxes, gt_ids, gt_masks,
                           pred_boxes, pred_ids, scores, pred_masks)[0]
     assert ap == pytest.approx(_ap_reference(ref_pred, len(gt)))
+
+
+def test_average_precision_from_hits_by_hand():
+    # 3 GT; ranked hits T F T F -> precisions 1, 1/2, 2/3, 1/2; envelope at the hits:
+    # 1 and 2/3 -> (1 + 2/3) / 3.
+    ap, precisions, recalls = utils.average_precision_from_hits([True, False, True, False], 3)
+    assert ap == pytest.approx(5 / 9)
+    np.testing.assert_allclose(recalls, [0, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 1], rtol=1e-6)
+    np.testing.assert_allclose(precisions, [1, 1, 2 / 3, 2 / 3, 0.5, 0], rtol=1e-6)
+    assert utils.average_precision_from_hits([], 2)[0] == 0.0
+    assert np.isnan(utils.average_precision_from_hits([False], 0)[0])
+
+
+def _match_reference(overlaps, gt_ids, pred_ids, iou_threshold):
+    """Greedy matching on an IoU matrix written as loops, predictions in row order."""
+    gt_match = [-1] * len(gt_ids)
+    pred_match = [-1] * len(pred_ids)
+    for i in range(len(pred_ids)):
+        for j in sorted(range(len(gt_ids)), key=lambda j: (-overlaps[i][j], j)):
+            if overlaps[i][j] < iou_threshold:
+                break
+            if gt_match[j] == -1 and gt_ids[j] == pred_ids[i]:
+                gt_match[j], pred_match[i] = i, j
+                break
+    return gt_match, pred_match
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_match_by_overlaps_against_loop_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    n_pred, n_gt = rng.integers(0, 8), rng.integers(0, 6)
+    # IoUs on a coarse grid so that ties and exact threshold hits occur.
+    overlaps = rng.integers(0, 11, (n_pred, n_gt)) / 10
+    gt_ids, pred_ids = rng.integers(1, 3, n_gt), rng.integers(1, 3, n_pred)
+    for threshold in (0.3, 0.5):
+        gt_match, pred_match = utils.match_by_overlaps(overlaps, gt_ids, pred_ids, threshold)
+        ref_gt, ref_pred = _match_reference(overlaps.tolist(), gt_ids, pred_ids, threshold)
+        assert gt_match.tolist() == ref_gt
+        assert pred_match.tolist() == ref_pred
