@@ -7,31 +7,24 @@ back to pixels of the original image and pastes each 28x28 mask into its box.
 import cv2
 import numpy as np
 
-from mrcnn import utils
+from mrcnn import utils, validate
 from mrcnn.data import mold_image
 from mrcnn.image_meta import compose_image_meta
 
 
 def as_rgb(image, channels=3, image_id=None):
-    """A [H, W, C] image with the model's channel count.
+    """A [H, W, C] image with the model's channel count, its dtype unchanged.
 
     Grey [H, W] or [H, W, 1] images are repeated to 3 channels and an alpha channel is
-    dropped. Anything else that does not fit raises a ValueError naming the image.
+    dropped (validate.convert_channels). Anything else raises a ValueError naming the
+    image.
     """
     image = np.asarray(image)
-    label = f"image {image_id}" if image_id is not None else "image"
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3:
-        raise ValueError(f"{label}: expected an array [height, width, channels], "
-                         f"got shape {image.shape}")
-    if channels == 3 and image.shape[-1] == 1:
-        image = np.repeat(image, 3, axis=-1)
-    if channels == 3 and image.shape[-1] == 4:
-        image = image[..., :3]
-    if image.shape[-1] != channels:
-        raise ValueError(f"{label}: expected {channels} channels, got shape {image.shape}")
-    return image
+    try:
+        return validate.convert_channels(image, channels)[0]
+    except validate.DatasetError as error:
+        label = f"image {image_id}" if image_id is not None else "image"
+        raise ValueError(f"{label}: {error}") from None
 
 
 def mold_inputs(images, config):

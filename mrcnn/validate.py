@@ -137,23 +137,32 @@ def _shape_text(shape):
     return "x".join(str(int(s)) for s in shape)
 
 
-def _to_channels(image, channels):
-    """[H, W, channels] from grey, grey + alpha, RGB or RGBA (channels == 3 only)."""
+def convert_channels(image, channels):
+    """An image with `channels` channels, and a note on any conversion.
+
+    image: [H, W] or [H, W, C] array of any dtype (left unchanged).
+    channels: config.IMAGE_CHANNEL_COUNT. For 3, grey [H, W] or [H, W, 1] is repeated
+        to RGB and the alpha of grey + alpha [H, W, 2] or RGBA [H, W, 4] is dropped;
+        other counts must already match.
+    Returns:
+        (image [H, W, channels], note or None).
+    Raises:
+        DatasetError (a ValueError) for any other shape.
+    """
     if channels != 3:
         if image.ndim == 2 and channels == 1:
             image = image[:, :, None]
         if image.ndim != 3 or image.shape[2] != channels:
             raise DatasetError(
                 f"the image is {_shape_text(image.shape)} but IMAGE_CHANNEL_COUNT is "
-                f"{channels}: load_image must return [H, W, {channels}] images")
+                f"{channels}: images must be [H, W, {channels}]")
         return image, None
     if image.ndim == 2:
         return np.repeat(image[:, :, None], 3, axis=2), "grey image converted to RGB"
     if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4):
         raise DatasetError(
-            f"the image is {_shape_text(image.shape)}; load_image must return an RGB "
-            f"image [H, W, 3] (grey [H, W], grey + alpha [H, W, 2] and RGBA [H, W, 4] are "
-            f"converted)")
+            f"the image is {_shape_text(image.shape)}; images must be RGB [H, W, 3] "
+            f"(grey [H, W], grey + alpha [H, W, 2] and RGBA [H, W, 4] are converted)")
     count = image.shape[2]
     if count == 3:
         return image, None
@@ -217,7 +226,7 @@ def check_image(image, channels=3):
     if image.ndim not in (2, 3) or image.size == 0:
         raise DatasetError(f"the image is {_shape_text(image.shape)}; load_image must "
                            f"return a non-empty [H, W, 3] array")
-    image, channel_note = _to_channels(image, channels)
+    image, channel_note = convert_channels(image, channels)
     image, dtype_note = _to_uint8(image)
     notes = [note for note in (channel_note, dtype_note) if note]
     return np.ascontiguousarray(image), notes

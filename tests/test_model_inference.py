@@ -112,3 +112,16 @@ def test_log_prints_shape_and_range(capsys):
     modellib.log("values", np.array([[1.0, -2.0], [3.0, 4.0]]))
     out = capsys.readouterr().out
     assert "values" in out and "(2, 2)" in out and "-2.00000" in out and "4.00000" in out
+
+
+def test_mold_inputs_converts_grey_and_rgba_and_names_a_bad_image():
+    config = TinyConfig()
+    rgb = np.random.RandomState(1).randint(0, 255, (40, 56, 3)).astype(np.uint8)
+    grey = rgb[..., 0]
+    rgba = np.concatenate([rgb, np.full((40, 56, 1), 7, np.uint8)], axis=-1)
+    molded, _, _ = inference.mold_inputs([np.repeat(grey[..., None], 3, -1), rgb], config)
+    converted, _, _ = inference.mold_inputs([grey, rgba], config)
+    np.testing.assert_array_equal(converted, molded)
+    assert inference.as_rgb(grey[..., None].astype(np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"image 1: the image is 40x56x5"):
+        inference.mold_inputs([rgb, np.zeros((40, 56, 5), np.uint8)], config)
