@@ -13,13 +13,15 @@ from conftest import TinyConfig, shapes_dataset
 
 POLICIES = ("mixed_bfloat16", "mixed_float16")
 COMPUTE_DTYPE = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
-# Layers on boxes, anchors, image_meta or targets: float32 under any policy.
+# Layers on boxes, anchors, image_meta or targets, and the mask sigmoid: float32 always.
 FLOAT32_TRAINING_LAYERS = ("anchors", "ROI", "norm_gt_boxes", "proposals_with_gt",
                            "proposal_targets", "roi_align_classifier", "roi_align_mask",
-                           "mask_rois")
+                           "mask_rois", "mrcnn_mask", "mrcnn_mask_unfold")
 FLOAT32_INFERENCE_LAYERS = ("anchors", "ROI", "mrcnn_detection", "detection_boxes",
-                            "roi_align_classifier", "roi_align_mask")
-SIXTEEN_BIT_LAYERS = ("conv1", "res2a_branch2a", "fpn_p2", "mrcnn_class_conv1", "mrcnn_mask")
+                            "roi_align_classifier", "roi_align_mask", "mrcnn_mask",
+                            "mrcnn_mask_unfold")
+SIXTEEN_BIT_LAYERS = ("conv1", "res2a_branch2a", "fpn_p2", "mrcnn_class_conv1",
+                      "mrcnn_mask_conv1", "mrcnn_mask_deconv")
 # Steps of the fixture's training: the default initial loss scale (2 ** 15) overflows
 # float16 gradients in the first steps, which are skipped while the scale halves.
 STEPS = 8
@@ -160,6 +162,7 @@ def test_detects_under_the_policy(trained):
     outputs = detector(feed, training=False)
     assert outputs["detections"].dtype == tf.float32
     assert outputs["rpn_rois"].dtype == tf.float32
+    assert outputs["mrcnn_mask"].dtype == tf.float32
     detections = outputs["detections"].numpy()
     boxes = detections[..., :4]
     assert np.all((boxes >= 0) & (boxes <= 1))

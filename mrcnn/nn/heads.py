@@ -133,9 +133,11 @@ def mask_head(pooled, rois, num_classes, train_bn=True, channels=MASK_HEAD_CHANN
                           f"mrcnn_mask_bn{i}", train_bn, padding="same")
     x = keras.layers.Conv2DTranspose(channels, (2, 2), strides=2, activation="relu",
                                      name="mrcnn_mask_deconv")(x)
+    # float32 under a mixed policy: a 16-bit sigmoid rounds to exactly 1 from a logit of
+    # about 6 (bfloat16) or 8 (float16), where the mask loss's gradient vanishes.
     x = keras.layers.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid",
-                            name="mrcnn_mask")(x)
-    return UnfoldRois(name="mrcnn_mask_unfold")([x, rois])
+                            name="mrcnn_mask", dtype="float32")(x)
+    return UnfoldRois(name="mrcnn_mask_unfold", dtype="float32")([x, rois])
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
