@@ -7,6 +7,10 @@ checkpoints) with Keras 2's `save_weights` in HDF5. That layout is:
     /<layer name>          attrs: weight_names = ["<layer>/<weight>:0", ...]
     /<layer name>/<layer>/<weight>:0     the array
 
+An attribute list too long for an HDF5 object header (64 KiB) is split by Keras 2 into
+`layer_names0`, `layer_names1`, ... (likewise `weight_names0`, ...); both forms are
+read, and written the same way.
+
 A nested model (upstream's `rpn_model`) is one group whose weight names carry the inner
 layer's name ("rpn_conv_shared/kernel:0"). Keras 3's native `.weights.h5` keys weights by
 position instead, so a checkpoint of the training graph would not load into the inference
@@ -22,8 +26,40 @@ import keras
 import numpy as np
 
 
+# The largest attribute Keras 2 stores whole: HDF5's object header limit, less a margin.
+ATTRIBUTE_LIMIT_BYTES = 64512
+
+
 class WeightsFileError(ValueError):
     """A weights file that cannot be loaded into the model; the message names the layer."""
+
+
+def write_name_list(attrs, name, names):
+    """Store a list of strings as attribute `name`, split as Keras 2 splits long lists.
+
+    attrs: an h5py AttributeManager. names: list of str. A list whose byte array exceeds
+    ATTRIBUTE_LIMIT_BYTES goes into `name0`, `name1`, ... each under the limit.
+    """
+    data = np.array([n.encode("utf8") for n in names])
+    if data.nbytes <= ATTRIBUTE_LIMIT_BYTES:
+        attrs[name] = data
+        return
+    chunk = max(1, ATTRIBUTE_LIMIT_BYTES // max(1, data.dtype.itemsize))
+    for index, start in enumerate(range(0, len(data), chunk)):
+        attrs[f"{name}{index}"] = data[start:start + chunk]
+
+
+def read_name_list(attrs, name):
+    """The list of strings stored by `write_name_list` (or Keras 2), or None if absent."""
+    if name in attrs:
+        return [_text(value) for value in attrs[name]]
+    if f"{name}0" not in attrs:
+        return None
+    names, index = [], 0
+    while f"{name}{index}" in attrs:
+        names.extend(_text(value) for value in attrs[f"{name}{index}"])
+        index += 1
+    return names
 
 
 def weight_layers(model):
@@ -87,13 +123,13 @@ def _umask():
 
 def _write_layers(f, model):
     layers = weight_layers(model)
-    f.attrs["layer_names"] = np.array([layer.name.encode("utf8") for layer in layers])
+    write_name_list(f.attrs, "layer_names", [layer.name for layer in layers])
     f.attrs["backend"] = b"tensorflow"
     f.attrs["keras_version"] = keras.__version__.encode("utf8")
     for layer in layers:
         group = f.create_group(layer.name)
         pairs = _named_variables(layer)
-        group.attrs["weight_names"] = np.array([key.encode("utf8") for key, _ in pairs])
+        write_name_list(group.attrs, "weight_names", [key for key, _ in pairs])
         for key, variable in pairs:
             group.create_dataset(key, data=np.asarray(variable.numpy()))
 
@@ -110,22 +146,30 @@ def read_weights(filepath):
     except OSError as error:
         raise WeightsFileError(f"cannot open weights file {filepath!r}: {error}") from error
     with f:
-        if "layer_names" not in f.attrs and "model_weights" in f:
+        if read_name_list(f.attrs, "layer_names") is None and "model_weights" in f:
             f = f["model_weights"]  # a whole-model file saved with model.save()
-        if "layer_names" not in f.attrs:
+        layer_names = read_name_list(f.attrs, "layer_names")
+        if layer_names is None:
             raise WeightsFileError(
                 f"{filepath!r} is not a name-keyed HDF5 weights file (no 'layer_names' "
                 f"attribute); Keras 3 '.weights.h5' files load with keras_model.load_weights")
         weights = {}
-        for raw_name in f.attrs["layer_names"]:
-            layer_name = _text(raw_name)
+        for layer_name in layer_names:
+            if layer_name not in f:
+                raise WeightsFileError(
+                    f"{filepath!r} lists layer {layer_name!r} but holds no group for it")
             group = f[layer_name]
             weights[layer_name] = {
-                _strip_suffix(_text(key)): np.asarray(group[_text(key)])
-                for key in group.attrs.get("weight_names", [])
+                _strip_suffix(key): np.asarray(group[key])
+                for key in read_name_list(group.attrs, "weight_names") or []
             }
-        attributes = {key: f.attrs[key] for key in f.attrs if key != "layer_names"}
+        attributes = {key: f.attrs[key] for key in f.attrs
+                      if not _is_name_list_key(key, "layer_names")}
     return weights, attributes
+
+
+def _is_name_list_key(key, name):
+    return key == name or (key.startswith(name) and key[len(name):].isdigit())
 
 
 def _text(value):

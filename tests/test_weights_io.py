@@ -123,3 +123,40 @@ def test_all_finite_detects_nan():
     value[0, 0, 0, 0] = np.nan
     variable.assign(value)
     assert not weights_io.all_finite(model)
+
+
+def test_reads_name_lists_split_over_numbered_attributes(tmp_path):
+    """Keras 2 splits a list too long for one HDF5 attribute into name0, name1, ..."""
+    model = _model()
+    rng = np.random.RandomState(4)
+    expected = {}
+    path = str(tmp_path / "split.h5")
+    with h5py.File(path, "w") as f:
+        layers = weights_io.weight_layers(model)
+        names = np.array([l.name.encode() for l in layers])
+        f.attrs["layer_names0"], f.attrs["layer_names1"] = names[:3], names[3:]
+        for layer in layers:
+            group = f.create_group(layer.name)
+            keys = np.array([k.encode() for k, _ in weights_io._named_variables(layer)])
+            group.attrs["weight_names0"], group.attrs["weight_names1"] = keys[:1], keys[1:]
+            for key, variable in weights_io._named_variables(layer):
+                value = rng.normal(size=variable.shape).astype(np.float32)
+                group.create_dataset(key, data=value)
+                expected[variable.path] = value
+    report = weights_io.load_weights(model, path)
+    assert len(report["loaded"]) == 4 and "layer_names1" not in report["attributes"]
+    for name, value in _values(model).items():
+        np.testing.assert_array_equal(value, expected[name])
+
+
+def test_long_name_lists_are_written_split_and_read_back(tmp_path):
+    names = [f"layer_{i:05d}_" + "x" * 50 for i in range(2000)]    # 2000 x 62 bytes
+    with h5py.File(str(tmp_path / "names.h5"), "w") as f:
+        weights_io.write_name_list(f.attrs, "layer_names", names)
+        keys = sorted(f.attrs.keys())
+        assert keys == ["layer_names0", "layer_names1"]
+        assert all(f.attrs[k].nbytes <= weights_io.ATTRIBUTE_LIMIT_BYTES for k in keys)
+        assert weights_io.read_name_list(f.attrs, "layer_names") == names
+        weights_io.write_name_list(f.attrs, "weight_names", ["a/kernel:0", "a/bias:0"])
+        assert f.attrs["weight_names"].tolist() == [b"a/kernel:0", b"a/bias:0"]
+        assert weights_io.read_name_list(f.attrs, "missing") is None
