@@ -245,12 +245,14 @@ class MaskRCNN:
         if verbose:
             log(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
             log(f"Checkpoint Path: {self.checkpoint_path}")
-        history = self.keras_model.fit(
-            distribute.fit_input(train_generator, self.strategy), initial_epoch=self.epoch,
-            epochs=epochs, steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
-            validation_data=distribute.fit_input(val_generator, self.strategy),
-            validation_steps=self.config.VALIDATION_STEPS,
-            shuffle=False, verbose=verbose)
+        with training.expected_retracing():
+            history = self.keras_model.fit(
+                distribute.fit_input(train_generator, self.strategy),
+                initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+                validation_data=distribute.fit_input(val_generator, self.strategy),
+                validation_steps=self.config.VALIDATION_STEPS,
+                shuffle=False, verbose=verbose)
         if guard.tripped:
             raise training.TrainingDivergedError(guard.message + self._last_good(saver))
         self.epoch = max(self.epoch, epochs)

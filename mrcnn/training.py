@@ -14,6 +14,8 @@ those of the global batch. Under "mixed_float16" the loss is scaled by the
 LossScaleOptimizer's dynamic scale; a step whose scaled gradients overflow is skipped
 and the scale halved, as Keras does, without stopping training.
 """
+import contextlib
+import logging
 import math
 import re
 
@@ -560,6 +562,29 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.message = (f"non-finite {cause} at epoch {self._epoch + 1}, step {batch + 1}; "
                         f"training stopped, the step was not applied")
         self.model.stop_training = True
+
+
+class _RetracingWarningFilter(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def expected_retracing():
+    """Drop TensorFlow's "triggered tf.function retracing" warnings inside the block.
+
+    Each `MaskRCNN.train` stage selects other layers and compiles a new optimizer, so
+    Keras traces new train and test functions: one tracing per stage, by design. After a
+    few stages TensorFlow's heuristic calls that excessive and suggests fixes that do not
+    apply. Other warnings pass.
+    """
+    logger = tf.get_logger()
+    retracing_filter = _RetracingWarningFilter()
+    logger.addFilter(retracing_filter)
+    try:
+        yield
+    finally:
+        logger.removeFilter(retracing_filter)
 
 
 class CheckpointSaver(keras.callbacks.Callback):

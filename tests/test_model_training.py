@@ -1,9 +1,11 @@
 """MaskRCNN training: layer selection, checkpoints, resume, NaN guard, train -> inference."""
+import logging
 import os
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import mrcnn.model as modellib
 from mrcnn import training, weights_io
@@ -208,3 +210,25 @@ def test_dataset_class_count_mismatch_is_reported(tmp_path, tiny_shapes):
     model = modellib.MaskRCNN("training", TwoClasses(), str(tmp_path))
     with pytest.raises(ValueError, match="NUM_CLASSES is 2 in the config but train_dataset has 4"):
         model.train(tiny_shapes, tiny_shapes, 0.01, 1, "all", verbose=0)
+
+
+def test_expected_retracing_drops_only_the_retracing_warning_and_only_inside():
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    logger, records = tf.get_logger(), Records()
+    logger.addHandler(records)
+    retracing = "5 out of the last 7 calls to <function f> triggered tf.function retracing."
+    try:
+        with training.expected_retracing():
+            logger.warning(retracing)
+            logger.warning("another warning")
+        logger.warning(retracing)
+    finally:
+        logger.removeHandler(records)
+    assert records.messages == ["another warning", retracing]
