@@ -26,6 +26,31 @@ def _values(model):
     return {v.path: np.array(v.numpy()) for v in model.weights}
 
 
+def _write_random_keras2_file(path, model, write_names, seed):
+    """A Keras-2 layout file of random values for `model`, written with h5py.
+
+    write_names(attrs, name, names) stores each name list ("layer_names", "weight_names")
+    in the form under test; the groups hold the values in the model's order.
+    Returns {variable path: stored value}.
+    """
+    rng = np.random.RandomState(seed)
+    expected = {}
+    with h5py.File(path, "w") as f:
+        layers = weights_io.weight_layers(model)
+        write_names(f.attrs, "layer_names", [layer.name for layer in layers])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for layer in layers:
+            group = f.create_group(layer.name)
+            pairs = weights_io._named_variables(layer)
+            write_names(group.attrs, "weight_names", [key for key, _ in pairs])
+            for key, variable in pairs:
+                value = rng.normal(size=variable.shape).astype(np.float32)
+                group.create_dataset(key, data=value)
+                expected[variable.path] = value
+    return expected
+
+
 def test_round_trip_by_name_into_a_fresh_model(tmp_path):
     source, target = _model(seed=1), _model(seed=2)
     path = str(tmp_path / "weights.h5")
@@ -55,22 +80,12 @@ def test_file_has_the_keras2_upstream_layout(tmp_path):
 def test_loads_a_file_written_like_upstream_with_shuffled_group_order(tmp_path):
     """Stored order differs from model order and weights are matched by name only."""
     model = _model()
-    rng = np.random.RandomState(3)
-    expected = {}
     path = str(tmp_path / "upstream.h5")
-    with h5py.File(path, "w") as f:
-        layers = weights_io.weight_layers(model)[::-1]
-        f.attrs["layer_names"] = np.array([l.name.encode() for l in layers])
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.2.4"
-        for layer in layers:
-            group = f.create_group(layer.name)
-            pairs = weights_io._named_variables(layer)[::-1]   # reversed inside the layer too
-            group.attrs["weight_names"] = np.array([k.encode() for k, _ in pairs])
-            for key, variable in pairs:
-                value = rng.normal(size=variable.shape).astype(np.float32)
-                group.create_dataset(key, data=value)
-                expected[variable.path] = value
+
+    def reversed_lists(attrs, name, names):
+        attrs[name] = np.array([n.encode() for n in names[::-1]])
+
+    expected = _write_random_keras2_file(path, model, reversed_lists, seed=3)
     weights_io.load_weights(model, path)
     for name, value in _values(model).items():
         np.testing.assert_array_equal(value, expected[name])
@@ -128,21 +143,13 @@ def test_all_finite_detects_nan():
 def test_reads_name_lists_split_over_numbered_attributes(tmp_path):
     """Keras 2 splits a list too long for one HDF5 attribute into name0, name1, ..."""
     model = _model()
-    rng = np.random.RandomState(4)
-    expected = {}
     path = str(tmp_path / "split.h5")
-    with h5py.File(path, "w") as f:
-        layers = weights_io.weight_layers(model)
-        names = np.array([l.name.encode() for l in layers])
-        f.attrs["layer_names0"], f.attrs["layer_names1"] = names[:3], names[3:]
-        for layer in layers:
-            group = f.create_group(layer.name)
-            keys = np.array([k.encode() for k, _ in weights_io._named_variables(layer)])
-            group.attrs["weight_names0"], group.attrs["weight_names1"] = keys[:1], keys[1:]
-            for key, variable in weights_io._named_variables(layer):
-                value = rng.normal(size=variable.shape).astype(np.float32)
-                group.create_dataset(key, data=value)
-                expected[variable.path] = value
+
+    def split_lists(attrs, name, names):
+        data = np.array([n.encode() for n in names])
+        attrs[f"{name}0"], attrs[f"{name}1"] = data[:1], data[1:]
+
+    expected = _write_random_keras2_file(path, model, split_lists, seed=4)
     report = weights_io.load_weights(model, path)
     assert len(report["loaded"]) == 4 and "layer_names1" not in report["attributes"]
     for name, value in _values(model).items():
