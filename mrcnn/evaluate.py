@@ -172,7 +172,13 @@ def evaluate_map(model, dataset, image_ids=None, iou_thresholds=(0.5,), batch_si
 
 
 def _image_ap(pred_match, gt_count):
-    """utils.compute_ap's value from one image's matches (NaN without ground truth)."""
+    """utils.compute_ap's value from one image's matches (NaN without ground truth).
+
+    compute_ap gives 0, not NaN, for an image with neither ground truth nor detections;
+    here every image without ground truth is NaN, so that it stays out of the mean.
+    """
+    if gt_count == 0:
+        return math.nan
     return float(utils.average_precision_from_hits(np.asarray(pred_match) > -1, gt_count)[0])
 
 

@@ -102,6 +102,16 @@ def test_map_equals_hand_worked_values(hand_case):
     assert model.calls == [2, 1]
 
 
+def test_image_with_neither_ground_truth_nor_detections_stays_out_of_the_mean():
+    # utils.compute_ap gives 0 for such an image (as upstream); averaging that 0 in
+    # would lower the mAP for an image that holds nothing to find.
+    dataset = RectDataset([SPECS[0], []])
+    model = FakeModel([RESULTS[0], make_result([])])
+    result = evaluate_map(model, dataset)
+    assert result["per_image"][0.5][0] == 1.0 and math.isnan(result["per_image"][0.5][1])
+    assert result["mAP"][0.5] == 1.0
+
+
 def test_per_image_ap_equals_utils_compute_ap(hand_case):
     dataset, model = hand_case
     result = evaluate_map(model, dataset, iou_thresholds=(0.5, 0.75))
