@@ -40,6 +40,18 @@ class TinyConfig(Config):
     SEED = 0
 
 
+class TinyResNet50Config(Config):
+    """ResNet-50 (upstream's layer names) on 64x64 images with the narrowest heads: for
+    tests of weight files keyed by those names."""
+    IMAGES_PER_GPU = 1
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 64
+    TOP_DOWN_PYRAMID_SIZE = 16
+    FPN_CLASSIF_FC_LAYERS_SIZE = 16
+    POST_NMS_ROIS_INFERENCE = 16
+    DETECTION_MAX_INSTANCES = 4
+
+
 @pytest.fixture
 def tiny_config():
     return TinyConfig()

@@ -11,6 +11,8 @@ from mrcnn import imagenet, weights_io
 from mrcnn.config import Config
 import mrcnn.model as modellib
 
+from conftest import TinyResNet50Config
+
 KERAS_EPS, OUR_EPS = 1.001e-5, 1e-3
 
 
@@ -188,16 +190,9 @@ def test_written_file_loads_into_mask_rcnn_by_name(tmp_path):
     converted = imagenet.imagenet_weights_file("resnet50", str(tmp_path / "imagenet.h5"),
                                                weights=local_file)
 
-    class TinyConfig(Config):
+    class TinyConfig(TinyResNet50Config):
         NAME = "tiny"
         NUM_CLASSES = 2
-        IMAGES_PER_GPU = 1
-        BACKBONE = "resnet50"
-        IMAGE_MIN_DIM = IMAGE_MAX_DIM = 64
-        TOP_DOWN_PYRAMID_SIZE = 16
-        FPN_CLASSIF_FC_LAYERS_SIZE = 16
-        POST_NMS_ROIS_INFERENCE = 16
-        DETECTION_MAX_INSTANCES = 4
 
     model = modellib.MaskRCNN("inference", TinyConfig(), str(tmp_path))
     before = {v.path: np.array(v.numpy()) for v in model.keras_model.weights}

@@ -16,22 +16,16 @@ import numpy as np
 import pytest
 
 from mrcnn import weights_io
-from mrcnn.config import Config
 import mrcnn.model as modellib
+
+from conftest import TinyResNet50Config
 
 HEADS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 
 
-class TinyConfig(Config):
+class TinyConfig(TinyResNet50Config):
     NAME = "shapes"
     NUM_CLASSES = 3
-    IMAGES_PER_GPU = 1
-    BACKBONE = "resnet50"
-    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 64
-    TOP_DOWN_PYRAMID_SIZE = 16
-    FPN_CLASSIF_FC_LAYERS_SIZE = 16
-    POST_NMS_ROIS_INFERENCE = 16
-    DETECTION_MAX_INSTANCES = 4
 
 
 class FiveClasses(TinyConfig):
