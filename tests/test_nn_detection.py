@@ -180,3 +180,22 @@ def test_config_constructor_model_shape_and_round_trip():
     got = model([rois, probs, deltas, image_meta]).numpy()
     # min confidence .6 now also admits R5 (class 2, .65) as the fifth detection.
     np.testing.assert_allclose(got[0, :6, 5], [0.9, 0.9, 0.8, 0.75, 0.65, 0], atol=1e-6)
+
+
+def test_huge_size_deltas_give_finite_detections():
+    # Early in training from scratch the box head can output any delta; exp(> 88)
+    # overflows float32, and ROI pooling of the detections then raises.
+    rois, probs, deltas, image_meta = hand_case()
+    deltas[0, 0, 1] = [0, 0, 1e3, 1e3]      # R0: 62.5x growth at most -> the whole window
+    deltas[0, 3, 1] = [0, 0, 1e30, -1e30]   # R3: tall, then empty across
+    out = make_layer(6)([rois, probs, deltas, image_meta]).numpy()
+    assert np.all(np.isfinite(out))
+    expected = np.array([
+        [0.10, 0.00, 0.90, 1.00, 1, 0.90],   # R0: centre .3, size 12.5, clipped to the window
+        [0.30, 0.00, 0.50, 0.15, 2, 0.90],   # R6 as in the hand case
+        [0.21, 0.20, 0.41, 0.40, 1, 0.80],   # R1: IoU .04 / .8 = .05 with R0 now, kept
+        [0.11, 0.20, 0.51, 0.40, 2, 0.80],   # R2 as in the hand case
+        [0.10, 0.60, 0.90, 0.60, 1, 0.75],   # R3: centre x .6, width 0, height clipped
+        [0, 0, 0, 0, 0, 0],
+    ])
+    np.testing.assert_allclose(out[0], expected, atol=1e-6)

@@ -130,3 +130,21 @@ def test_static_shape_in_a_model_and_config_round_trip():
     got = model([p, d, a]).numpy()
     np.testing.assert_allclose(got[1], ref_proposals(p[1], d[1], a[1], 30, 0.7, 100),
                                atol=1e-6)
+
+
+def test_huge_size_deltas_give_finite_proposals():
+    # Untrained or diverging RPNs can output any delta; exp(> 88) overflows float32.
+    anchors = np.array([
+        [0.40, 0.40, 0.60, 0.60],   # score .9, log sizes 1e3 * .2: clamped 62.5x -> whole image
+        [0.10, 0.10, 0.20, 0.20],   # score .8, no deltas: unchanged (IoU .01 with the first)
+        [0.70, 0.10, 0.90, 0.30],   # score .7, log sizes -1e3 * .2: empty box at (.8, .2)
+    ], np.float32)
+    fg = np.array([0.9, 0.8, 0.7], np.float32)
+    probs = np.stack([1 - fg, fg], -1)[None]
+    deltas = np.zeros((1, 3, 4), np.float32)
+    deltas[0, 0, 2:] = 1e3
+    deltas[0, 2, 2:] = -1e3
+    got = run_layer(probs, deltas, anchors, 4, 0.7, 3)
+    assert np.all(np.isfinite(got))
+    expected = [[0, 0, 1, 1], [0.1, 0.1, 0.2, 0.2], [0.8, 0.2, 0.8, 0.2], [0, 0, 0, 0]]
+    np.testing.assert_allclose(got[0], expected, atol=1e-6)

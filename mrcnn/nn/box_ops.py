@@ -5,16 +5,26 @@ norm = (pixel_box - [0, 0, 1, 1]) / [h - 1, w - 1, h - 1, w - 1], so a full-imag
 (0, 0, 1, 1). Deltas are (dy, dx, log(dh), log(dw)) relative to a box's centre and size,
 with sizes taken as (y2 - y1, x2 - x1).
 """
+import math
+
 import tensorflow as tf
 
+# The largest log(dh), log(dw) a delta may apply: a box grows at most 1000 / 16 = 62.5
+# times per side (detectron2's and torchvision's bound). Without it exp() overflows for
+# log sizes above ~88, the box edges become inf/NaN and ROI pooling rejects them.
+MAX_LOG_SCALE = math.log(1000.0 / 16)
 
-def apply_box_deltas(boxes, deltas):
+
+def apply_box_deltas(boxes, deltas, max_log_scale=MAX_LOG_SCALE):
     """Shift and scale boxes by deltas.
 
     Args:
         boxes: float [..., 4] (y1, x1, y2, x2).
         deltas: float [..., 4] (dy, dx, log(dh), log(dw)), already multiplied by the
             standard deviations the network was trained with.
+        max_log_scale: log(dh) and log(dw) are clamped from above to this (MAX_LOG_SCALE,
+            a 62.5x growth), so finite deltas always give finite boxes; None: no clamp.
+            Trained networks stay far below it, so their boxes are unchanged.
     Returns:
         float [..., 4] refined boxes in the frame of `boxes`.
     """
@@ -24,8 +34,12 @@ def apply_box_deltas(boxes, deltas):
     center_x = boxes[..., 1] + 0.5 * width
     center_y += deltas[..., 0] * height
     center_x += deltas[..., 1] * width
-    height *= tf.exp(deltas[..., 2])
-    width *= tf.exp(deltas[..., 3])
+    log_height, log_width = deltas[..., 2], deltas[..., 3]
+    if max_log_scale is not None:
+        log_height = tf.minimum(log_height, max_log_scale)
+        log_width = tf.minimum(log_width, max_log_scale)
+    height *= tf.exp(log_height)
+    width *= tf.exp(log_width)
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     return tf.stack([y1, x1, y1 + height, x1 + width], axis=-1)

@@ -67,8 +67,9 @@ class ProposalLayer(keras.layers.Layer):
         rpn_bbox: float [B, A, 4] deltas (dy, dx, log dh, log dw) / rpn_bbox_std_dev.
         anchors: float [A, 4] or [B, A, 4] normalised anchors.
     Steps: top min(pre_nms_limit, A) anchors by foreground score; deltas * std dev
-    applied to those anchors; clip to [0, 0, 1, 1]; NMS at `nms_threshold` keeping at most
-    `proposal_count` boxes.
+    applied to those anchors (log sizes clamped at box_ops.MAX_LOG_SCALE, so the boxes are
+    finite for any finite deltas); clip to [0, 0, 1, 1]; NMS at `nms_threshold` keeping at
+    most `proposal_count` boxes.
     Returns:
         float32 [B, proposal_count, 4] normalised proposals by descending score, zero rows
         at the end.
