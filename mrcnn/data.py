@@ -141,20 +141,25 @@ def _drop_empty(class_ids, mask):
     return class_ids, bbox, mask
 
 
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=None, *,
-                  augment=False, rng=None):
+def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
+                  use_mini_mask=False, *, rng=None):
     """Load an image with its ground truth, resized as the model sees it.
+
+    Arguments, their order and defaults are upstream's.
 
     Args:
         dataset: a prepared Dataset. config: a Config (IMAGE_* resize settings,
-            MINI_MASK_SHAPE, USE_MINI_MASK, IMAGE_CHANNEL_COUNT).
+            MINI_MASK_SHAPE, IMAGE_CHANNEL_COUNT).
         image_id: internal image id.
+        augment: deprecated upstream flag (True/False): flip left-right with
+            probability 0.5, with a warning. Use ``augmentation`` instead.
         augmentation: optional imgaug augmenter, albumentations transform or function
             (see mrcnn.augment), applied after resizing; geometric augmenters also move
             the masks.
-        use_mini_mask: store masks as mini masks; None means config.USE_MINI_MASK.
-        augment: deprecated upstream flag: flip left-right with probability 0.5.
-        rng: random source for ``augment`` and ``augmentation`` (see the module docstring).
+        use_mini_mask: False (upstream's default): full-image masks [H, W, N]; True:
+            mini masks of MINI_MASK_SHAPE. Training batches pass config.USE_MINI_MASK.
+        rng: keyword only; random source of the crop of "crop" mode, of ``augment`` and
+            of ``augmentation`` (see the module docstring).
 
     Returns:
         image: uint8 [H, W, 3] molded size (not mean-subtracted).
@@ -168,8 +173,10 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=No
         mrcnn.validate.DatasetError: the image or its masks are unusable (the message
             names the image id, its source and path).
     """
-    if use_mini_mask is None:
-        use_mini_mask = config.USE_MINI_MASK
+    if not isinstance(augment, (bool, np.bool_, int, np.integer)):
+        raise TypeError(
+            f"load_image_gt: augment is upstream's deprecated flip flag (True/False), got "
+            f"{type(augment).__name__}; pass augmenters as augmentation=...")
     image, mask, class_ids = validate.load_checked(dataset, image_id,
                                                    int(config.IMAGE_CHANNEL_COUNT))
     original_shape = image.shape
