@@ -13,9 +13,9 @@ Frames and units used here:
 What a Dataset returns is checked and converted by :mod:`mrcnn.validate` (errors name the
 image); augmentation adapters live in :mod:`mrcnn.augment`.
 
-Randomness (RPN subsampling, instance subsampling, augmentation) is drawn from an ``rng``
-argument (``np.random.Generator`` or ``np.random.RandomState``); without one the global
-``np.random`` state is used, as upstream does. :class:`DataGenerator` derives one generator
+Randomness (the crop of "crop" mode, RPN subsampling, instance subsampling, augmentation)
+is drawn from an ``rng`` argument (``np.random.Generator`` or ``np.random.RandomState``);
+without one the global ``np.random`` state is used, as upstream does. :class:`DataGenerator` derives one generator
 per sample from (seed, epoch, pass, image_id), so a seed fixes its batches whatever the
 number or the order of workers.
 """
@@ -182,7 +182,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE, rng=rng)
     mask = utils.resize_mask(mask, scale, padding, crop)
 
     if augment:
@@ -654,7 +654,7 @@ class DataGenerator(keras.utils.PyDataset):
     records stay in the worker processes.
 
     Randomness: the permutation of pass k of epoch e is a function of (seed, e, k), each
-    sample's draws (augmentation, RPN and instance subsampling) of (seed, e, k, image_id),
+    sample's draws (crop, augmentation, RPN and instance subsampling) of (seed, e, k, image_id),
     so a seed fixes every batch whatever the number or the order of workers.
     ``on_epoch_end`` (called by Keras) moves to the next epoch; set ``epoch`` to resume.
     Call ``fit(..., shuffle=False)``: the generator shuffles itself, and Keras' own shuffle

@@ -358,9 +358,16 @@ def _scale_for(h, w, min_dim, max_dim, min_scale, mode):
     return scale
 
 
+# A scaled side is never shorter than this: a window 2 pixels wide still has a non-zero
+# normalised extent ((x2 - 1 - x1) / (w - 1)), so detections can be mapped back out of it.
+MIN_SCALED_SIDE = 2
+
+
 def _scaled_shape(h, w, scale):
-    """(round(h * scale), round(w * scale)): the shape after scaling."""
-    return round(h * scale), round(w * scale)
+    """(round(h * scale), round(w * scale)), each at least MIN_SCALED_SIDE: the shape
+    after scaling (a 5000x3 image scaled by 64/5000 becomes 64x2, not 64x0)."""
+    return (max(MIN_SCALED_SIDE, round(h * scale)),
+            max(MIN_SCALED_SIDE, round(w * scale)))
 
 
 def _split_padding(total):
@@ -375,7 +382,7 @@ def _pad(image, padding):
     return np.pad(image, pad_width, mode="constant", constant_values=0)
 
 
-def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square"):
+def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
     """Resize an image keeping its aspect ratio, then pad or crop it.
 
     image: [H, W, C] (or [H, W]) of any dtype; the output has the same dtype
@@ -384,6 +391,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     max_dim: in "square" mode, cap the long side at this and pad to
         max_dim x max_dim.
     min_scale: scale up by at least this factor.
+    A side that would scale below MIN_SCALED_SIDE (2) pixels (a very elongated
+    image in "square" mode) is stretched to 2 pixels, so the window never has
+    zero normalised extent; `scale` then describes the other side only.
     mode:
         "none": return the image unchanged.
         "square": scale, then pad to [max_dim, max_dim].
@@ -391,7 +401,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
             each side to a multiple of 64. min_dim, if given, must be a
             multiple of 64.
         "crop": scale by min_dim/min_scale, then take a random
-            min_dim x min_dim crop (drawn with np.random).
+            min_dim x min_dim crop (drawn from rng).
+    rng: np.random.Generator or RandomState for the crop offsets; None uses
+        the global np.random.
 
     Returns:
         image: the resized image.
@@ -403,6 +415,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     """
     image_dtype = image.dtype
     h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"resize_image: the image is {h}x{w} pixels (empty)")
     window = (0, 0, h, w)
     scale = 1
     padding = [(0, 0), (0, 0), (0, 0)]
@@ -420,8 +434,9 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
                          "multiple of 64, got {}".format(min_dim))
 
     scale = _scale_for(h, w, min_dim, max_dim, min_scale, mode)
-    if scale != 1:
-        image = resize(image, _scaled_shape(h, w, scale), preserve_range=True)
+    scaled_shape = _scaled_shape(h, w, scale)
+    if scaled_shape != (h, w):
+        image = resize(image, scaled_shape, preserve_range=True)
     h, w = image.shape[:2]
 
     if mode == "square":
@@ -435,8 +450,10 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         image = _pad(image, padding)
         window = (top, left, h + top, w + left)
     else:  # crop
-        y = np.random.randint(0, h - min_dim + 1)
-        x = np.random.randint(0, w - min_dim + 1)
+        source = np.random if rng is None else rng
+        draw = source.integers if isinstance(source, np.random.Generator) else source.randint
+        y = int(draw(0, h - min_dim + 1))
+        x = int(draw(0, w - min_dim + 1))
         crop = (y, x, min_dim, min_dim)
         image = image[y:y + min_dim, x:x + min_dim]
         window = (0, 0, min_dim, min_dim)
@@ -466,9 +483,9 @@ def resize_mask(mask, scale, padding, crop=None):
     mask lies exactly inside ``window``.
     """
     mask = np.asarray(mask)
-    if scale != 1:
-        h, w = mask.shape[:2]
-        out_h, out_w = _scaled_shape(h, w, scale)
+    h, w = mask.shape[:2]
+    out_h, out_w = _scaled_shape(h, w, scale)
+    if (out_h, out_w) != (h, w):
         rows = _nearest_indices(h, out_h)
         cols = _nearest_indices(w, out_w)
         mask = mask[rows][:, cols]

@@ -525,6 +525,67 @@ def test_data_generator_reproducible_and_epochs_differ():
     assert order(data.DataGenerator(dataset, config, seed=8)) != epoch0
 
 
+class CropConfig(TinyConfig):
+    """Random 64 x 64 crops of the (unscaled) 96 x 120 shapes images."""
+    IMAGE_RESIZE_MODE = "crop"
+    IMAGE_MIN_DIM = 64
+
+
+def crop_offset(crop, image):
+    """(y, x) such that crop == image[y:y + 64, x:x + 64] (found by search)."""
+    found = [(y, x) for y in range(image.shape[0] - 63) for x in range(image.shape[1] - 63)
+             if np.array_equal(image[y:y + 64, x:x + 64], crop)]
+    assert found, "the crop is no window of the image"
+    return found[0]
+
+
+def test_resize_image_crop_offsets_from_rng():
+    from mrcnn import utils
+    image = np.random.default_rng(0).integers(0, 256, (96, 120, 3)).astype(np.uint8)
+    state = np.random.get_state()[1].copy()
+    crops = [utils.resize_image(image, min_dim=64, mode="crop",
+                                rng=np.random.default_rng(seed))[4] for seed in (5, 5, 6, 7)]
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # global state untouched
+    assert crops[0] == crops[1] and len(set(crops)) > 1
+    old_state = np.random.RandomState(9)
+    out, window, _, _, crop = utils.resize_image(image, min_dim=64, mode="crop",
+                                                 rng=np.random.RandomState(9))
+    assert crop == (int(old_state.randint(0, 33)), int(old_state.randint(0, 57)), 64, 64)
+    assert crop_offset(out, image) == crop[:2] and window == (0, 0, 64, 64)
+    # Without rng the global state decides, as upstream.
+    np.random.seed(3)
+    first = utils.resize_image(image, min_dim=64, mode="crop")[4]
+    np.random.seed(3)
+    assert utils.resize_image(image, min_dim=64, mode="crop")[4] == first
+
+
+def test_data_generator_crop_mode_reproducible_for_a_seed():
+    config = CropConfig()
+    dataset = shapes()
+
+    def batches(seed, global_seed):
+        np.random.seed(global_seed)  # the global state must play no part
+        generator = data.DataGenerator(dataset, config, shuffle=False, seed=seed)
+        return [generator[i][0] for i in range(len(generator))]
+
+    first, again, other = batches(7, 0), batches(7, 1), batches(8, 0)
+    for a, b in zip(first, again):
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name])
+    # Same images in the same order (no shuffle): only the crops differ between seeds.
+    offsets = {}
+    for run, result in (("first", first), ("other", other)):
+        for inputs in result:
+            for b, image_id in enumerate(inputs["input_image_meta"][:, 0].astype(int)):
+                image = (inputs["input_image"][b] + config.MEAN_PIXEL).round().astype(np.uint8)
+                offsets.setdefault(image_id, {})[run] = crop_offset(image,
+                                                                    dataset.load_image(image_id))
+    # A crop without instances is skipped, so an image may be in one run only.
+    both = [o for o in offsets.values() if len(o) == 2]
+    moved = sum(o["first"] != o["other"] for o in both)
+    assert len(both) >= 4 and moved >= len(both) - 1, (len(both), moved)  # measured: 7 of 7
+
+
 def test_data_generator_skips_images_without_instances_and_caps_instances():
     config = ToyConfig()
     config.MAX_GT_INSTANCES = 1
