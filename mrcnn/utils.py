@@ -392,8 +392,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         max_dim x max_dim.
     min_scale: scale up by at least this factor.
     A side that would scale below MIN_SCALED_SIDE (2) pixels (a very elongated
-    image in "square" mode) is stretched to 2 pixels, so the window never has
-    zero normalised extent; `scale` then describes the other side only.
+    image in "square" mode) is stretched to 2 pixels, so a scaled window never
+    has zero normalised extent; `scale` then describes the other side only.
     mode:
         "none": return the image unchanged.
         "square": scale, then pad to [max_dim, max_dim].
@@ -434,9 +434,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
                          "multiple of 64, got {}".format(min_dim))
 
     scale = _scale_for(h, w, min_dim, max_dim, min_scale, mode)
-    scaled_shape = _scaled_shape(h, w, scale)
-    if scaled_shape != (h, w):
-        image = resize(image, scaled_shape, preserve_range=True)
+    if scale != 1:
+        image = resize(image, _scaled_shape(h, w, scale), preserve_range=True)
     h, w = image.shape[:2]
 
     if mode == "square":
@@ -483,9 +482,9 @@ def resize_mask(mask, scale, padding, crop=None):
     mask lies exactly inside ``window``.
     """
     mask = np.asarray(mask)
-    h, w = mask.shape[:2]
-    out_h, out_w = _scaled_shape(h, w, scale)
-    if (out_h, out_w) != (h, w):
+    if scale != 1:
+        h, w = mask.shape[:2]
+        out_h, out_w = _scaled_shape(h, w, scale)
         rows = _nearest_indices(h, out_h)
         cols = _nearest_indices(w, out_w)
         mask = mask[rows][:, cols]

@@ -163,6 +163,35 @@ def test_resize_image_none_and_bad_modes():
         utils.resize_image(image, mode="square")
 
 
+@pytest.mark.parametrize("width, kept", [(3, (12, 27)), (40, None)])
+def test_resize_image_keeps_two_pixels_of_a_very_elongated_image(width, kept):
+    # Columns 10, 20, 30, ... A 5000 x width image in a 64 square: scale 64/5000, the
+    # width rounds to 0 (width 3) or 1 (width 40), and is kept at 2 pixels instead, so the
+    # window's normalised width (x2 - 1 - x1) / 63 stays positive.
+    image = np.repeat((10 * (1 + np.arange(width)) % 256).astype(np.uint8)[None, :, None],
+                      5000, axis=0).repeat(3, axis=2)
+    out, window, scale, padding, _ = utils.resize_image(image, max_dim=64)
+    assert scale == pytest.approx(64 / 5000)
+    assert out.shape == (64, 64, 3)
+    assert window == (0, 31, 64, 33) and padding == [(0, 0), (31, 31), (0, 0)]
+    assert out[:, :31].max() == 0 and out[:, 33:].max() == 0
+    if kept:
+        # 3 columns onto 2: output column p samples (p + 0.5) * 3 / 2 - 0.5 = 0.25, 1.75,
+        # i.e. 10 + 2.5 = 12.5 and 20 + 7.5 = 27.5, truncated to uint8.
+        np.testing.assert_array_equal(out[:, 31, 0], kept[0])
+        np.testing.assert_array_equal(out[:, 32, 0], kept[1])
+    full = utils.resize_mask(np.ones((5000, width, 1), bool), scale, padding)
+    expected = np.zeros((64, 64), bool)
+    expected[:, 31:33] = True
+    np.testing.assert_array_equal(full[..., 0], expected)
+
+
+@pytest.mark.parametrize("shape", [(0, 10, 3), (10, 0, 3)])
+def test_resize_image_rejects_an_empty_image(shape):
+    with pytest.raises(ValueError, match="empty"):
+        utils.resize_image(np.zeros(shape, np.uint8), min_dim=64, max_dim=64)
+
+
 # -------------------------------------------------------------- resize_mask
 
 def test_mask_nearest_sampling_matches_opencv_exact_nearest():
