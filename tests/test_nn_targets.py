@@ -58,11 +58,11 @@ def settings(**changes):
 
 
 def run_targets(proposals=PROPOSALS, class_ids=GT_CLASS_IDS, boxes=GT_BOXES, masks=None,
-                seed=3, **changes):
+                seed=3, mask_dtype=tf.float32, **changes):
     tf.random.set_seed(seed)
     masks = mini_masks() if masks is None else masks
     outputs = detection_targets(tf.constant(proposals), tf.constant(class_ids),
-                                tf.constant(boxes), tf.constant(masks, tf.float32),
+                                tf.constant(boxes), tf.constant(masks, mask_dtype),
                                 seed=seed, **settings(**changes))
     return [o.numpy() for o in outputs]
 
@@ -286,3 +286,57 @@ def test_layer_takes_the_seed_from_config():
     config.SEED = 11
     assert DetectionTargetLayer(config).seed == 11
     assert DetectionTargetLayer(config, seed=2).seed == 2
+
+
+# --- ground-truth masks stay boolean --------------------------------------------------------
+def test_boolean_masks_of_permuted_instances_give_the_reference_targets():
+    # Distinct random masks, GT rows reordered to (crowd, padding, g1, g0): each positive must
+    # read the mask of its own GT even with crowds and padding in front of it.
+    rng = np.random.default_rng(4)
+    order = [2, 3, 1, 0]
+    for use_mini_mask, size in ((True, (8, 8)), (False, (11, 11))):
+        masks = rng.random(size + (4,)) > 0.5
+        rois, class_ids, _, got = run_targets(
+            class_ids=GT_CLASS_IDS[order], boxes=GT_BOXES[order], masks=masks[..., order],
+            mask_dtype=tf.bool, use_mini_mask=use_mini_mask)
+        assert sorted(class_ids[:3]) == [1, 1, 2]
+        for row in range(3):
+            gt = POSITIVES[row_of(PROPOSALS, rois[row])]
+            box = rois[row]
+            if use_mini_mask:
+                gy1, gx1, gy2, gx2 = GT_BOXES[gt]
+                box = [(box[0] - gy1) / (gy2 - gy1), (box[1] - gx1) / (gx2 - gx1),
+                       (box[2] - gy1) / (gy2 - gy1), (box[3] - gx1) / (gx2 - gx1)]
+            expected = np.round(crop_resize(masks[..., gt].astype(float), box, (4, 4)))
+            np.testing.assert_array_equal(got[row], expected,
+                                          err_msg=f"mini={use_mini_mask} row {row}")
+
+
+def float_tensors_at_mask_size(graph, height, width):
+    """(op type, shape) of every float tensor of `graph` with both mask dimensions."""
+    found = []
+    for op in graph.get_operations():
+        for tensor in op.outputs:
+            dims = tensor.shape.as_list() if tensor.shape.rank is not None else []
+            if tensor.dtype.is_floating and height in dims and width in dims:
+                found.append((op.type, dims))
+    return found
+
+
+def test_full_size_masks_are_never_copied_as_float():
+    # 40 x 48 stands for 1024^2: a float32 copy of G such masks is 4 bytes a pixel each.
+    specs = (tf.TensorSpec([10, 4]), tf.TensorSpec([4], tf.int32), tf.TensorSpec([4, 4]),
+             tf.TensorSpec([40, 48, 4], tf.bool))
+    per_image = tf.function(lambda *args: detection_targets(
+        *args, seed=3, **settings(use_mini_mask=False)), autograph=False)
+    graph = per_image.get_concrete_function(*specs).graph
+    assert float_tensors_at_mask_size(graph, 40, 48) == []
+    assert any(op.type == "CropAndResize" for op in graph.get_operations())
+
+    config = TargetConfig()
+    config.USE_MINI_MASK = False
+    layer = DetectionTargetLayer(config, seed=7)
+    batch = tf.function(lambda *args: layer(list(args)), autograph=False)
+    graph = batch.get_concrete_function(
+        *(tf.TensorSpec([2] + s.shape.as_list(), s.dtype) for s in specs)).graph
+    assert float_tensors_at_mask_size(graph, 40, 48) == []

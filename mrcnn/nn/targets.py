@@ -60,9 +60,13 @@ def _sample_counts(num_positive_candidates, train_rois_per_image, roi_positive_r
 def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mask):
     """Mask targets of positive ROIs.
 
+    Only the masks some ROI is assigned to are gathered, and boolean masks stay 1 byte per
+    pixel (uint8): a float32 copy of a full-size mask stack (USE_MINI_MASK=False, 100
+    instances of 1024^2: 400 MB per image) is never made.
+
     Args:
-        gt_masks: float32 [h, w, G] ground-truth masks: mini masks (each resized from its
-            GT box) or full-size masks in the frame of the molded image.
+        gt_masks: bool or float [h, w, G] ground-truth masks: mini masks (each resized from
+            its GT box) or full-size masks in the frame of the molded image.
         rois: float32 [P, 4] positive ROIs, normalised image coordinates.
         gt_boxes: float32 [P, 4] the GT box assigned to each ROI, normalised.
         assignment: int32 [P] index of each ROI's GT in the last axis of gt_masks.
@@ -77,8 +81,12 @@ def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mas
         gh, gw = gy2 - gy1, gx2 - gx1
         boxes = tf.stack([(y1 - gy1) / gh, (x1 - gx1) / gw,
                           (y2 - gy1) / gh, (x2 - gx1) / gw], axis=1)
-    masks = tf.expand_dims(tf.transpose(gt_masks, [2, 0, 1]), -1)   # [G, h, w, 1]
-    crops = tf.image.crop_and_resize(masks, boxes, assignment, mask_shape)
+    used, box_index = tf.unique(assignment)
+    masks = tf.gather(gt_masks, used, axis=2)                     # [h, w, U]
+    if masks.dtype == tf.bool:
+        masks = tf.cast(masks, tf.uint8)
+    masks = tf.expand_dims(tf.transpose(masks, [2, 0, 1]), -1)   # [U, h, w, 1]
+    crops = tf.image.crop_and_resize(masks, boxes, box_index, mask_shape)
     return tf.round(tf.squeeze(crops, axis=3))
 
 
@@ -98,7 +106,8 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
         proposals: float32 [N, 4] normalised, zero rows are padding.
         gt_class_ids: int32 [G] class ids; 0 is padding, negative marks a crowd.
         gt_boxes: float32 [G, 4] normalised, zero rows are padding.
-        gt_masks: float32 [h, w, G] mini masks or full-size masks (values 0..1).
+        gt_masks: bool (or float, values 0..1) [h, w, G] mini masks or full-size masks;
+            only the masks of positive ROIs' GTs are read, and never cast to float.
         train_rois_per_image: T, the number of rows of every output.
         roi_positive_ratio: the largest share of positives among the sampled ROIs.
         bbox_std_dev: [4] the deltas are divided by it.
@@ -116,17 +125,16 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
     """
     proposals = tf.cast(proposals, tf.float32)
     proposals, _ = box_ops.trim_zero_rows(proposals, name="trim_proposals")
-    gt_boxes, non_zero = box_ops.trim_zero_rows(tf.cast(gt_boxes, tf.float32),
-                                                name="trim_gt_boxes")
-    gt_class_ids = tf.boolean_mask(tf.cast(gt_class_ids, tf.int32), non_zero)
-    gt_masks = tf.boolean_mask(tf.cast(gt_masks, tf.float32), non_zero, axis=2)
+    gt_boxes = tf.cast(gt_boxes, tf.float32)
+    gt_class_ids = tf.cast(gt_class_ids, tf.int32)
+    _, non_zero = box_ops.trim_zero_rows(gt_boxes, name="trim_gt_boxes")
 
-    # Crowds only veto negatives; the other GT instances are the ones to learn.
-    crowd_boxes = tf.boolean_mask(gt_boxes, gt_class_ids < 0)
-    is_instance = gt_class_ids > 0
-    gt_class_ids = tf.boolean_mask(gt_class_ids, is_instance)
-    gt_boxes = tf.boolean_mask(gt_boxes, is_instance)
-    gt_masks = tf.boolean_mask(gt_masks, is_instance, axis=2)
+    # Crowds only veto negatives; the other GT instances are the ones to learn. The masks
+    # are not trimmed: instance_ix maps an instance to its mask in gt_masks.
+    crowd_boxes = tf.boolean_mask(gt_boxes, non_zero & (gt_class_ids < 0))
+    instance_ix = tf.cast(tf.where(non_zero & (gt_class_ids > 0))[:, 0], tf.int32)
+    gt_class_ids = tf.gather(gt_class_ids, instance_ix)
+    gt_boxes = tf.gather(gt_boxes, instance_ix)
 
     best_iou, best_gt = _max_and_argmax(box_ops.overlaps(proposals, gt_boxes))
     crowd_iou, _ = _max_and_argmax(box_ops.overlaps(proposals, crowd_boxes))
@@ -146,8 +154,8 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
     class_ids = tf.gather(gt_class_ids, assignment)
     deltas = box_ops.box_refinement(positive_rois, roi_gt_boxes)
     deltas /= tf.constant(bbox_std_dev, tf.float32)
-    masks = _mask_targets(gt_masks, positive_rois, roi_gt_boxes, assignment, mask_shape,
-                          use_mini_mask)
+    masks = _mask_targets(gt_masks, positive_rois, roi_gt_boxes,
+                          tf.gather(instance_ix, assignment), mask_shape, use_mini_mask)
 
     rois = tf.concat([positive_rois, tf.gather(proposals, negative_ix)], axis=0)
     rows = train_rois_per_image
@@ -195,11 +203,15 @@ class DetectionTargetLayer(keras.layers.Layer):
                      tf.TensorSpec([rows, mask_h, mask_w], tf.float32))
 
         def per_image(elements):
-            return detection_targets(*elements, fill_negatives=self.fill_negatives,
-                                     seed=self.seed, **self.settings)
+            *boxes_and_ids, index = elements
+            return detection_targets(*boxes_and_ids, gt_masks[index],
+                                     fill_negatives=self.fill_negatives, seed=self.seed,
+                                     **self.settings)
 
+        # The masks are read in place (a map_fn element would be a copy of the whole
+        # stack) and keep their dtype, bool from the input pipeline: see _mask_targets.
         elements = (tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
-                    tf.cast(gt_boxes, tf.float32), tf.cast(gt_masks, tf.float32))
+                    tf.cast(gt_boxes, tf.float32), tf.range(tf.shape(proposals)[0]))
         outputs = tf.map_fn(per_image, elements, fn_output_signature=signature)
         return list(outputs)
 
