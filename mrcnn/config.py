@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 RESIZE_MODES = ("none", "square", "pad64", "crop")
+MODES = ("training", "inference")
 BUILTIN_BACKBONES = ("resnet50", "resnet101", "resnet18")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -220,15 +221,34 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     # --- Validation -------------------------------------------------------------------
-    def validate(self):
-        """Check every setting; raise ConfigError naming the first bad attribute."""
+    def validate(self, mode=None):
+        """Check every setting; raise ConfigError naming the first bad attribute.
+
+        mode: None checks what every use needs; "training" or "inference" also checks
+        what that graph needs (MaskRCNN(mode=...) passes its mode). Returns self.
+        """
         self._validate_batch()
         self._validate_backbone()
         self._validate_anchors()
         self._validate_images()
         self._validate_heads()
         self._validate_optimisation()
+        if mode is not None:
+            self._validate_for_mode(mode)
         return self
+
+    def _validate_for_mode(self, mode):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        resize = self.IMAGE_RESIZE_MODE
+        if mode == "training" and resize in ("pad64", "none"):
+            side = int(self.IMAGE_SHAPE[0])
+            raise ConfigError(
+                f"IMAGE_RESIZE_MODE {resize!r} cannot be used for training: the training "
+                f"graph takes images of the fixed size IMAGE_SHAPE ({side}x{side}) and "
+                f"{resize!r} gives each image its own size. Train with 'square' (scale and "
+                f"pad to IMAGE_MAX_DIM x IMAGE_MAX_DIM) or 'crop' (random IMAGE_MIN_DIM x "
+                f"IMAGE_MIN_DIM crops); {resize!r} works at inference")
 
     def _validate_batch(self):
         _require_int(self, "GPU_COUNT", minimum=1)
@@ -300,6 +320,12 @@ class Config:
                     f"6 times); try {max(64, int(round(side / 64)) * 64)}")
         if self.IMAGE_MIN_DIM is not None:
             _require_int(self, "IMAGE_MIN_DIM", minimum=1)
+            if self.IMAGE_RESIZE_MODE == "pad64" and self.IMAGE_MIN_DIM % 64:
+                raise ConfigError(
+                    f"IMAGE_MIN_DIM must be divisible by 64 in 'pad64' mode (the short side "
+                    f"is scaled to {self.IMAGE_MIN_DIM} pixels, then padded to a multiple of "
+                    f"64); try {max(64, int(round(self.IMAGE_MIN_DIM / 64)) * 64)}, or None (no "
+                    f"minimum side)")
             if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
                 raise ConfigError(f"IMAGE_MIN_DIM ({self.IMAGE_MIN_DIM}) must not exceed "
                                   f"IMAGE_MAX_DIM ({self.IMAGE_MAX_DIM})")

@@ -673,6 +673,8 @@ class DataGenerator(keras.utils.PyDataset):
                          max_queue_size=max_queue_size)
         if len(dataset.image_ids) == 0:
             raise ValueError("the dataset holds no images; did you call prepare()?")
+        # Batches have the training graph's layout (fixed IMAGE_SHAPE, its anchors).
+        config.validate(mode="training")
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle

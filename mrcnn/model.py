@@ -61,7 +61,7 @@ class MaskRCNN:
     def __init__(self, mode, config, model_dir):
         if mode not in ("training", "inference"):
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
-        config.validate()
+        config.validate(mode=mode)
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
@@ -77,7 +77,7 @@ class MaskRCNN:
     # --- Graph ------------------------------------------------------------------------
     def build(self, mode, config):
         """Build the training or inference graph as a keras.Model."""
-        config.validate()
+        config.validate(mode=mode)
         strategy = getattr(self, "strategy", None) if mode == "training" else None
         with distribute.build_scope(config, strategy, mode):
             if mode == "training":
@@ -210,7 +210,7 @@ class MaskRCNN:
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'")
-        self.config.validate()
+        self.config.validate(mode="training")
         self._check_dataset(train_dataset, "train_dataset")
         self._check_dataset(val_dataset, "val_dataset")
         seed = self.config.SEED

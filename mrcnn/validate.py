@@ -38,9 +38,11 @@ import warnings
 
 import numpy as np
 
+from mrcnn import utils
+
 __all__ = ["DatasetError", "DataConversionWarning", "BadImageWarning", "describe_image",
-           "check_image", "check_masks", "load_checked", "validate_dataset",
-           "check_num_classes", "BadImageLog", "BAD_IMAGE_POLICIES"]
+           "check_image", "check_molded_size", "check_masks", "load_checked",
+           "validate_dataset", "check_num_classes", "BadImageLog", "BAD_IMAGE_POLICIES"]
 
 BAD_IMAGE_POLICIES = ("raise", "skip")
 
@@ -230,6 +232,32 @@ def check_image(image, channels=3):
     image, dtype_note = _to_uint8(image)
     notes = [note for note in (channel_note, dtype_note) if note]
     return np.ascontiguousarray(image), notes
+
+
+def check_molded_size(molded_shape, config, label="image"):
+    """Raise ValueError when the feature pyramid cannot take a molded image's size.
+
+    The FPN adds each upsampled level (x2) to the level below it, so the sizes of the
+    backbone's levels C2..C5 (``utils.compute_backbone_shapes``: ceil(side / stride))
+    must halve exactly; P6 is a subsample of P5 and joins no addition. Sides that are
+    multiples of 64 (what "square", "crop" and "pad64" give for a valid config) and of
+    32 always pass; e.g. 100 does not (levels 25, 13, 7, 4). "none" (IMAGE_RESIZE_MODE)
+    keeps each image's own size, so it needs this check per image before the graph.
+
+    molded_shape: (h, w, ...) of an image after ``utils.resize_image`` with the config's
+        settings. config: a Config. label: names the image in the message.
+    """
+    shapes = np.asarray(utils.compute_backbone_shapes(config, molded_shape))[:-1]
+    if np.array_equal(shapes[:-1], 2 * shapes[1:]):
+        return
+    height, width = int(molded_shape[0]), int(molded_shape[1])
+    levels = ", ".join(f"{h}x{w}" for h, w in shapes)
+    raise ValueError(
+        f"{label} is {height}x{width} pixels after resizing (IMAGE_RESIZE_MODE "
+        f"{config.IMAGE_RESIZE_MODE!r}); its pyramid levels would be {levels}, which do not "
+        f"halve exactly, so the feature pyramid cannot merge them: use IMAGE_RESIZE_MODE "
+        f"'pad64' (pads each side to a multiple of 64) or 'square', or give images whose "
+        f"sides are multiples of 64")
 
 
 ############################################################

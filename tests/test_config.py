@@ -98,6 +98,7 @@ def _with(**settings):
     (dict(SYNC_BN=1), "SYNC_BN"),
     (dict(BAD_IMAGE_POLICY="ignore"), "BAD_IMAGE_POLICY"),
     (dict(TRAIN_ON_EMPTY_IMAGES="yes"), "TRAIN_ON_EMPTY_IMAGES"),
+    (dict(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=800), "IMAGE_MIN_DIM"),
 ])
 def test_invalid_setting_names_its_attribute(settings, attribute):
     with pytest.raises(ConfigError) as raised:
@@ -133,3 +134,37 @@ def test_subclass_setting_a_derived_attribute_is_refused():
     with pytest.raises(ConfigError, match="^BATCH_SIZE is derived from IMAGES_PER_GPU"):
         class Bad(Config):
             BATCH_SIZE = 4
+
+
+@pytest.mark.parametrize("resize_mode", ["pad64", "none"])
+def test_per_image_sizes_are_refused_for_training_only(resize_mode):
+    config = _with(IMAGE_RESIZE_MODE=resize_mode, IMAGE_MIN_DIM=512)()
+    assert config.validate(mode="inference") is config
+    with pytest.raises(ConfigError) as raised:
+        config.validate(mode="training")
+    message = str(raised.value)
+    assert message.startswith(f"IMAGE_RESIZE_MODE {resize_mode!r} cannot be used for training")
+    assert "'square'" in message and "'crop'" in message and "1024x1024" in message
+
+
+@pytest.mark.parametrize("resize_mode", ["square", "crop"])
+def test_fixed_size_modes_are_valid_for_both_graphs(resize_mode):
+    config = _with(IMAGE_RESIZE_MODE=resize_mode, IMAGE_MIN_DIM=512)()
+    assert config.validate(mode="training") is config
+    assert config.validate(mode="inference") is config
+
+
+def test_pad64_without_a_minimum_side_is_valid():
+    assert _with(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=None)().validate(mode="inference")
+
+
+def test_unknown_validation_mode_is_an_error():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        Config().validate(mode="train")
+
+
+def test_training_model_refuses_pad64_before_building(tmp_path):
+    import mrcnn.model as modellib
+    config = _with(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=512)()
+    with pytest.raises(ConfigError, match="^IMAGE_RESIZE_MODE 'pad64' cannot be used"):
+        modellib.MaskRCNN("training", config, str(tmp_path))

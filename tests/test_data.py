@@ -586,6 +586,15 @@ def test_data_generator_crop_mode_reproducible_for_a_seed():
     assert len(both) >= 4 and moved >= len(both) - 1, (len(both), moved)  # measured: 7 of 7
 
 
+def test_data_generator_refuses_per_image_sizes():
+    from mrcnn.config import ConfigError
+    config = TinyConfig()
+    config.IMAGE_RESIZE_MODE = "pad64"
+    config.IMAGE_MIN_DIM = None
+    with pytest.raises(ConfigError, match="^IMAGE_RESIZE_MODE 'pad64' cannot be used for"):
+        data.DataGenerator(shapes(), config, seed=0)
+
+
 def test_data_generator_skips_images_without_instances_and_caps_instances():
     config = ToyConfig()
     config.MAX_GT_INSTANCES = 1

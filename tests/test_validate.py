@@ -254,3 +254,68 @@ def test_bad_image_log_policies():
     with pytest.warns(BadImageWarning, match=r"epoch 1: skipped 1 bad image\(s\) \[4\]"):
         log.end_epoch(1)
     assert log.end_epoch(2) is None
+
+
+# ----------------------------------------------------------------------------- molded sizes
+# Levels C2..C5 of a side s are ceil(s / 4), ceil(s / 8), ceil(s / 16), ceil(s / 32) (worked
+# out by hand below); the FPN adds each level, upsampled x2, to the one below it.
+MOLDED_SIDES = {
+    64: True,    # 16, 8, 4, 2
+    96: True,    # 24, 12, 6, 3 (a multiple of 32, not of 64)
+    125: True,   # 32, 16, 8, 4
+    478: True,   # 120, 60, 30, 15
+    640: True,   # 160, 80, 40, 20
+    100: False,  # 25, 13, 7, 4
+    124: False,  # 31, 16, 8, 4
+    65: False,   # 17, 9, 5, 3
+}
+
+
+class NoneModeConfig(Config):
+    NAME = "none"
+    IMAGE_RESIZE_MODE = "none"
+
+
+@pytest.mark.parametrize("side", sorted(MOLDED_SIDES))
+def test_check_molded_size_hand_computed(side):
+    config = NoneModeConfig()
+    for shape in ((side, 128, 3), (128, side, 3)):
+        if MOLDED_SIDES[side]:
+            validate.check_molded_size(shape, config, "image 3")
+            continue
+        with pytest.raises(ValueError) as raised:
+            validate.check_molded_size(shape, config, "image 3")
+        message = str(raised.value)
+        assert message.startswith(f"image 3 is {shape[0]}x{shape[1]} pixels")
+        assert "IMAGE_RESIZE_MODE 'none'" in message and "'pad64'" in message
+
+
+def test_check_molded_size_agrees_with_the_inference_graph(tmp_path):
+    """Sizes the check accepts run through the graph; sizes it refuses fail inside it."""
+    import tensorflow as tf
+    import mrcnn.model as modellib
+    from conftest import TinyConfig
+
+    class TinyNone(TinyConfig):
+        IMAGE_RESIZE_MODE = "none"
+        IMAGES_PER_GPU = 1
+
+    config = TinyNone()
+    model = modellib.MaskRCNN("inference", config, str(tmp_path))
+    for shape in ((96, 128, 3), (100, 128, 3), (128, 124, 3)):
+        image = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+        # "none" mode molds by subtracting the mean pixel only.
+        molded = data.mold_image(image, config)[None]
+        meta = data.compose_image_meta(0, shape, shape, (0, 0) + shape[:2], 1.0,
+                                       np.ones([config.NUM_CLASSES], np.int32))[None]
+        try:
+            validate.check_molded_size(shape, config)
+            accepted = True
+        except ValueError:
+            accepted = False
+        try:
+            model._predict(molded, meta)
+            ran = True
+        except tf.errors.InvalidArgumentError:
+            ran = False
+        assert accepted == ran == (shape[:2] == (96, 128)), shape
