@@ -1,7 +1,9 @@
 """The standard COCO metrics through pycocotools, for any dataset and detections.
 
 Boxes go to COCO as [x, y, width, height] pixels (from our (y1, x1, y2, x2) with y2/x2
-exclusive, so width = x2 - x1), masks as compressed RLE. `coco_metrics` evaluates result
+exclusive, so width = x2 - x1), masks as compressed RLE with the counts as an ASCII str
+(as COCO's JSON files hold them; pycocotools reads str and bytes alike), so results and
+ground truth `json.dump` as they are. `coco_metrics` evaluates result
 dicts against a pycocotools COCO object; `dataset_to_coco` builds that object from any
 prepared Dataset (crowd instances, negative class ids, become iscrowd annotations), and
 `evaluate_coco_metrics` runs a model over a dataset and returns both "bbox" and "segm"
@@ -32,8 +34,15 @@ IOU_TYPES = ("bbox", "segm")
 
 
 def encode_mask(mask):
-    """Compressed RLE of one bool [H, W] mask ({"size": [H, W], "counts": bytes})."""
-    return mask_utils.encode(np.asfortranarray(np.asarray(mask).astype(np.uint8)))
+    """Compressed RLE of one bool [H, W] mask: {"size": [H, W], "counts": str}, JSON-ready
+    (pycocotools returns the counts as bytes)."""
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask).astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _json_id(value):
+    """An id as a plain Python int when it is an integer (numpy ints do not json.dump)."""
+    return int(value) if isinstance(value, (int, np.integer)) else value
 
 
 def box_to_xywh(box):
@@ -56,14 +65,15 @@ def detections_to_coco(image_id, result, category_of=_identity):
         category_of: maps an internal class id to the COCO category id (default: same).
     Returns:
         list of {"image_id", "category_id", "bbox" [x, y, w, h], "score",
-        "segmentation" RLE}.
+        "segmentation" RLE}: plain Python values (integer ids as int, the RLE counts as
+        str), so `json.dumps` takes the list as it is and `COCO.loadRes` reads it back.
     """
     results = []
     masks = np.asarray(result["masks"])
     for i in range(len(result["class_ids"])):
         results.append({
-            "image_id": image_id,
-            "category_id": category_of(result["class_ids"][i]),
+            "image_id": _json_id(image_id),
+            "category_id": _json_id(category_of(result["class_ids"][i])),
             "bbox": box_to_xywh(result["rois"][i]),
             "score": float(result["scores"][i]),
             "segmentation": encode_mask(masks[..., i]),

@@ -1,4 +1,8 @@
 """COCO metrics through pycocotools: hand-worked cases and pycocotools run directly."""
+import contextlib
+import io
+import json
+
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
@@ -84,6 +88,28 @@ def test_encoding_helpers():
     coco = detections_to_coco(7, result, category_of=lambda c: int(c) * 10)
     assert coco[0]["image_id"] == 7 and coco[0]["category_id"] == 20
     assert coco[0]["bbox"] == [2.0, 1.0, 3.0, 3.0] and coco[0]["score"] == 0.5
+
+
+def test_results_and_ground_truth_round_trip_through_json(tmp_path):
+    # numpy ids, as a loop over dataset.image_ids and detect()'s class_ids gives them
+    dataset = RectDataset([[(1, (10, 10, 30, 30)), (2, (35, 35, 60, 60))]])
+    result = make_result([(1, 0.9, (10, 10, 30, 30)), (2, 0.8, (35, 35, 60, 60))])
+    results = detections_to_coco(np.int64(0), result)
+    text = json.dumps(results)
+    coco_gt = dataset_to_coco(dataset)
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(coco_gt.dataset))
+    with contextlib.redirect_stdout(io.StringIO()):
+        reloaded_gt = COCO(str(gt_path))
+        loaded = reloaded_gt.loadRes(json.loads(text))
+    assert isinstance(results[0]["segmentation"]["counts"], str)
+    for i, detection in enumerate(loaded.loadAnns(sorted(loaded.getAnnIds()))):
+        assert detection["image_id"] == 0 and detection["category_id"] == i + 1
+        np.testing.assert_array_equal(mask_utils.decode(detection["segmentation"]),
+                                      result["masks"][..., i])
+    # 20x20 and 25x25 squares found exactly: AP 1 for boxes and masks
+    for iou_type in BOTH:
+        assert coco_metrics(reloaded_gt, json.loads(text), iou_type)["AP"] == pytest.approx(1.0)
 
 
 # --- Against pycocotools run directly ----------------------------------------------------
