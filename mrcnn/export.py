@@ -10,7 +10,9 @@ call. Everything `MaskRCNN.detect` does outside the Keras graph happens in Tenso
 
 - molding (`mold_images`): the resize of `utils.resize_image` (bilinear, half-pixel
   centres, no anti-aliasing, result truncated to integers like the uint8 image upstream
-  resizes), zero padding, MEAN_PIXEL subtraction and the image_meta vector;
+  resizes, a scaled side at least 2 pixels), zero padding, MEAN_PIXEL subtraction and the
+  image_meta vector; a "crop" config molds as "pad64", as `detect()` does
+  (`inference.inference_resize_mode`);
 - unmolding (`unmold_detections`): boxes shifted out of the window and scaled to the
   original pixels (y2/x2 exclusive), zero-area boxes dropped, and each detection's
   class mask resized to its box, thresholded at 0.5 and pasted (`paste_masks`).
@@ -30,6 +32,10 @@ is within float rounding of 0.5 can flip.
 """
 import tensorflow as tf
 
+from mrcnn.inference import inference_resize_mode
+from mrcnn.utils import MIN_SCALED_SIDE
+
+# Modes molded in TensorFlow; "crop" configs mold as "pad64" (inference_resize_mode).
 SUPPORTED_RESIZE_MODES = ("square", "pad64", "none")
 SERVING_OUTPUTS = ("boxes", "class_ids", "scores", "masks", "num_detections")
 
@@ -44,28 +50,36 @@ def resize_scale(height, width, config):
     Returns:
         float64 scalar: max(1, IMAGE_MIN_DIM / short side), at least IMAGE_MIN_SCALE, and
         in "square" mode reduced to IMAGE_MAX_DIM / long side when the rounded long side
-        would exceed IMAGE_MAX_DIM. 1 in "none" mode.
+        would exceed IMAGE_MAX_DIM. 1 in "none" mode. "crop" configs scale as "pad64".
     """
+    mode = inference_resize_mode(config)
     one = tf.constant(1.0, tf.float64)
-    if config.IMAGE_RESIZE_MODE == "none":
+    if mode == "none":
         return one
     scale = one
     if config.IMAGE_MIN_DIM:
         scale = tf.maximum(one, config.IMAGE_MIN_DIM / tf.minimum(height, width))
     if config.IMAGE_MIN_SCALE:
         scale = tf.maximum(scale, tf.constant(config.IMAGE_MIN_SCALE, tf.float64))
-    if config.IMAGE_RESIZE_MODE == "square" and config.IMAGE_MAX_DIM:
+    if mode == "square" and config.IMAGE_MAX_DIM:
         long_side = tf.maximum(height, width)
         too_big = tf.round(long_side * scale) > config.IMAGE_MAX_DIM
         scale = tf.where(too_big, config.IMAGE_MAX_DIM / long_side, scale)
     return scale
 
 
+def _scaled_side(size, scale):
+    """round(size * scale), at least MIN_SCALED_SIDE when scaled (utils._scaled_shape)."""
+    scaled = tf.cast(tf.round(tf.cast(size, tf.float64) * scale), tf.int32)
+    return tf.where(tf.equal(scale, 1.0), size, tf.maximum(scaled, MIN_SCALED_SIDE))
+
+
 def _padding(size, config):
     """(before, after) zero padding of one axis of `size` scaled pixels (int32 tensors)."""
-    if config.IMAGE_RESIZE_MODE == "square":
+    mode = inference_resize_mode(config)
+    if mode == "square":
         total = config.IMAGE_MAX_DIM - size
-    elif config.IMAGE_RESIZE_MODE == "pad64":
+    elif mode == "pad64":
         total = tf.math.floormod(-size, 64)
     else:
         total = tf.zeros_like(size)
@@ -78,20 +92,22 @@ def mold_images(images, config):
 
     Args:
         images: uint8 (or any real dtype holding 0..255) [B, H, W, 3].
-        config: the model's Config (IMAGE_RESIZE_MODE "square", "pad64" or "none").
+        config: the model's Config (IMAGE_RESIZE_MODE "square", "pad64", "none", or
+            "crop", molded as "pad64").
     Returns:
         molded float32 [B, h, w, 3] (image minus MEAN_PIXEL, zero padding before the
         subtraction as upstream), image_meta float32 [B, 12 + NUM_CLASSES],
         window int32 [4] (y1, x1, y2, x2) of the image inside the molded frame.
     """
-    if config.IMAGE_RESIZE_MODE not in SUPPORTED_RESIZE_MODES:
-        raise ValueError(f"export supports IMAGE_RESIZE_MODE {SUPPORTED_RESIZE_MODES}, got "
-                         f"{config.IMAGE_RESIZE_MODE!r} (its random crop is for training)")
+    if inference_resize_mode(config) not in SUPPORTED_RESIZE_MODES:
+        modes = SUPPORTED_RESIZE_MODES + ("crop",)
+        raise ValueError(f"export supports IMAGE_RESIZE_MODE {modes}, "
+                         f"got {config.IMAGE_RESIZE_MODE!r}")
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     scale = resize_scale(tf.cast(height, tf.float64), tf.cast(width, tf.float64), config)
-    new_h = tf.cast(tf.round(tf.cast(height, tf.float64) * scale), tf.int32)
-    new_w = tf.cast(tf.round(tf.cast(width, tf.float64) * scale), tf.int32)
+    new_h = _scaled_side(height, scale)
+    new_w = _scaled_side(width, scale)
 
     pixels = tf.cast(images, tf.float32)
     resized = tf.cond(
@@ -137,6 +153,7 @@ def boxes_to_pixels(boxes, original_hw, molded_hw, window):
     wy1, wx1, wy2, wx2 = tf.unstack(norm_window)
     shift = tf.stack([wy1, wx1, wy1, wx1])
     size = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    size = tf.where(size > 0, size, tf.ones_like(size))  # a 1-pixel window axis
     in_window = tf.cast((boxes - shift) / size, tf.float64)
     height, width = tf.cast(original_hw[0], tf.float64), tf.cast(original_hw[1], tf.float64)
     scale = tf.stack([height - 1, width - 1, height - 1, width - 1])

@@ -316,18 +316,26 @@ class MaskRCNN:
         """Detect instances in any number of images of any sizes.
 
         Images are molded, run in batches of BATCH_SIZE (the last one padded) and mapped
-        back to their own pixels.
+        back to their own pixels. A crop-mode config molds as "pad64" (the training
+        crops' scale, the whole image; see `mrcnn.inference`).
 
         Args:
-            images: list of [H, W, 3] uint8 images (grey and RGBA are converted).
+            images: a list of [H, W, 3] images, one [H, W, 3] image, or a [B, H, W, 3]
+                array (a [B, H, W] array is ambiguous: pass a list). uint8 as is; grey
+                and RGBA are converted; float images in [0, 1] (times 255) or [0, 255],
+                and uint16 (// 256), are converted to uint8 as training converts a
+                Dataset's images, with a DataConversionWarning. Empty images raise a
+                ValueError naming their index.
         Returns:
-            one dict per image: "rois" int32 [N, (y1, x1, y2, x2)] pixels of the original
-            image, "class_ids" int32 [N], "scores" float32 [N], "masks" bool [H, W, N].
+            a list with one dict per image (also for a single image): "rois" int32
+            [N, (y1, x1, y2, x2)] pixels of the original image, "class_ids" int32 [N],
+            "scores" float32 [N], "masks" bool [H, W, N].
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
-        images = [inference.as_rgb(image, self.config.IMAGE_CHANNEL_COUNT, index)
-                  for index, image in enumerate(images)]
+        images = inference.prepare_images(images, self.config.IMAGE_CHANNEL_COUNT)
+        if not images:
+            return []
         if verbose:
             log(f"Processing {len(images)} images")
         molded, metas, windows = self.mold_inputs(images)
@@ -352,12 +360,20 @@ class MaskRCNN:
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect on images already molded (e.g. from load_image_gt + mold_image).
 
+        Args:
+            molded_images: float32 [N, h, w, C], `mold_image` of images with pixel values
+                0..255 (image - MEAN_PIXEL), resized as `utils.resize_image` does; a float
+                image in [0, 1] must be scaled to 0..255 first (detect() does that).
+                Images that look like [0, 1] images minus MEAN_PIXEL get a warning.
+            image_metas: float32 [N, IMAGE_META_SIZE] (compose_image_meta; the window
+                and the original shape decide the pixels of the results).
         Returns the same dicts as `detect`, in the pixels of each meta's original image.
         """
         if self.mode != "inference":
             raise ValueError("detect_molded() needs a model built with mode='inference'")
         molded_images = np.asarray(molded_images, dtype=np.float32)
         image_metas = np.asarray(image_metas, dtype=np.float32)
+        inference.warn_if_unit_range(molded_images, self.config)
         parsed = parse_image_meta(image_metas)
         results = []
         for start in range(0, len(molded_images), self.config.BATCH_SIZE):

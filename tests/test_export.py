@@ -188,11 +188,34 @@ def test_molding_matches_resize_image(shape, exact):
         assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
 
 
-def test_molding_refuses_the_random_crop_mode():
+def test_a_crop_config_molds_as_pad64_like_detect():
+    # Training crops of a 60x200 image: scale 128/60, 128x427 scaled, then a random
+    # 128x128 crop. Inference keeps the scale and the whole image: 128x448, padded 10|11.
+    image = np.random.RandomState(5).randint(0, 256, (60, 200, 3)).astype(np.uint8)
+    crop, pad64 = ExportConfig(), ExportConfig()
+    crop.IMAGE_RESIZE_MODE, pad64.IMAGE_RESIZE_MODE = "crop", "pad64"
+    tf_molded, tf_meta, tf_window = export.mold_images(tf.constant(image[None]), crop)
+    pad_molded, pad_meta, pad_window = export.mold_images(tf.constant(image[None]), pad64)
+    _, metas, windows = inference.mold_inputs([image], crop)
+    assert tf_molded.shape == (1, 128, 448, 3)
+    assert list(tf_window.numpy()) == [0, 10, 128, 437] == list(windows[0])
+    np.testing.assert_array_equal(tf_meta.numpy(), metas)
+    np.testing.assert_array_equal(tf_molded.numpy(), pad_molded.numpy())
+    np.testing.assert_array_equal(tf_meta.numpy(), pad_meta.numpy())
+
+
+@pytest.mark.parametrize("shape", [(5000, 3), (5000, 40), (3, 5000)])
+def test_molding_keeps_two_pixels_of_a_very_elongated_image(shape):
+    # 128/5000 of 3 or 40 pixels rounds to 0 or 1; both paths keep 2 (utils.MIN_SCALED_SIDE)
+    # and put them in the middle of the 128 square: 63 pixels of padding on either side.
+    image = np.random.RandomState(6).randint(0, 256, shape + (3,)).astype(np.uint8)
     config = ExportConfig()
-    config.IMAGE_RESIZE_MODE = "crop"
-    with pytest.raises(ValueError, match="crop"):
-        export.mold_images(tf.zeros([1, 64, 64, 3], tf.uint8), config)
+    with pytest.warns(inference.ImageSizeWarning, match="image 0 is"):
+        _, metas, windows = inference.mold_inputs([image], config)
+    _, tf_meta, tf_window = export.mold_images(tf.constant(image[None]), config)
+    expected = [0, 63, 128, 65] if shape[0] > shape[1] else [63, 0, 65, 128]
+    assert list(tf_window.numpy()) == expected == list(windows[0])
+    np.testing.assert_array_equal(tf_meta.numpy(), metas)
 
 
 def test_paste_masks_matches_the_numpy_paste():
