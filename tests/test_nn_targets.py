@@ -20,7 +20,8 @@ import tensorflow as tf
 import keras
 
 from mrcnn.config import Config
-from mrcnn.nn.targets import DetectionTargetLayer, detection_targets, target_settings
+from mrcnn.nn.targets import (DetectionTargetLayer, InstanceBoxes, detection_targets,
+                               target_settings)
 
 GT_BOXES = np.array([[0, 0, .4, .4], [.5, .5, .9, .9], [0, .6, .3, .9], [0, 0, 0, 0]],
                     np.float32)
@@ -340,3 +341,49 @@ def test_full_size_masks_are_never_copied_as_float():
     graph = batch.get_concrete_function(
         *(tf.TensorSpec([2] + s.shape.as_list(), s.dtype) for s in specs)).graph
     assert float_tensors_at_mask_size(graph, 40, 48) == []
+
+
+# --- ground-truth boxes as proposals (ROI_INCLUDE_GT_BOXES) ---------------------------------
+def test_instance_boxes_zero_crowds_and_padding():
+    boxes = np.stack([GT_BOXES, GT_BOXES[::-1]])
+    ids = np.stack([GT_CLASS_IDS, GT_CLASS_IDS[::-1]])
+    got = InstanceBoxes()([tf.constant(ids), tf.constant(boxes)]).numpy()
+    expected = np.stack([GT_BOXES * [[1], [1], [0], [0]], GT_BOXES[::-1] * [[0], [0], [1], [1]]])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_training_graph_adds_instance_boxes_but_not_crowds_to_the_proposals():
+    from mrcnn.image_meta import compose_image_meta
+    from mrcnn.nn.graph import build_training_graph
+
+    from conftest import TinyConfig
+
+    class GivenRois(TinyConfig):
+        IMAGES_PER_GPU = 1
+        USE_RPN_ROIS = False          # no proposals at all: only the GT boxes are candidates
+        ROI_INCLUDE_GT_BOXES = True
+        ROI_FILL_NEGATIVES = False
+
+    config = GivenRois()
+    inputs, outputs = build_training_graph(config)
+    model = keras.Model(inputs, [outputs["rois"], outputs["target_class_ids"]])
+    # Pixels: instance (10, 10, 40, 40) class 2; crowd (12, 10, 42, 40) over it, IoU
+    # 28 * 30 / (900 + 900 - 840) = .875: as a proposal it would be a positive of class 2.
+    gt_boxes = np.array([[[10, 10, 40, 40], [12, 10, 42, 40], [0, 0, 0, 0]]], np.float32)
+    gt_class_ids = np.array([[2, -1, 0]], np.int32)
+    feed = {
+        "input_image": np.zeros((1, 64, 64, 3), np.float32),
+        "input_image_meta": compose_image_meta(0, (64, 64, 3), (64, 64, 3), (0, 0, 64, 64),
+                                               1.0, np.ones(config.NUM_CLASSES))[None],
+        "input_rpn_match": np.zeros((1, 10, 1), np.int32),
+        "input_rpn_bbox": np.zeros((1, 10, 4), np.float32),
+        "input_gt_class_ids": gt_class_ids,
+        "input_gt_boxes": gt_boxes,
+        "input_gt_masks": np.ones((1, 28, 28, 3), bool),
+        "input_rois": np.zeros((1, config.POST_NMS_ROIS_TRAINING, 4), np.float32),
+    }
+    rois, class_ids = (o.numpy() for o in model(feed))
+    # The instance's own box is the one positive; no negatives (none is away from the crowd).
+    np.testing.assert_array_equal(class_ids[0], [2] + [0] * (config.TRAIN_ROIS_PER_IMAGE - 1))
+    np.testing.assert_allclose(rois[0, 0], (gt_boxes[0, 0] - [0, 0, 1, 1]) / 63, atol=1e-6)
+    np.testing.assert_array_equal(rois[0, 1:], 0)

@@ -19,7 +19,7 @@ from mrcnn.nn.glue_layers import AppendBoxes, DetectionBoxes, LeadingRows, Norma
 from mrcnn.nn.heads import build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.nn.proposals import ProposalLayer
 from mrcnn.nn.rpn import build_rpn_model, rpn_on_pyramid
-from mrcnn.nn.targets import DetectionTargetLayer
+from mrcnn.nn.targets import DetectionTargetLayer, InstanceBoxes
 
 
 def image_inputs(config, mode):
@@ -117,7 +117,10 @@ def build_training_graph(config):
     else:
         candidate_rois = NormalizeBoxes(name="norm_input_rois")([inputs["input_rois"], image])
     if config.ROI_INCLUDE_GT_BOXES:
-        candidate_rois = AppendBoxes(name="proposals_with_gt")([candidate_rois, gt_boxes])
+        # Instances only: a crowd box among the proposals could become a positive ROI.
+        instance_boxes = InstanceBoxes(name="gt_instance_boxes")(
+            [inputs["input_gt_class_ids"], gt_boxes])
+        candidate_rois = AppendBoxes(name="proposals_with_gt")([candidate_rois, instance_boxes])
     rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
         config, fill_negatives=config.ROI_FILL_NEGATIVES, name="proposal_targets")(
         [candidate_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])

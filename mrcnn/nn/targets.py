@@ -163,6 +163,33 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
             _pad_rows(masks, rows))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class InstanceBoxes(keras.layers.Layer):
+    """The ground-truth boxes that may join the proposals (ROI_INCLUDE_GT_BOXES).
+
+    Inputs (a list):
+        gt_class_ids: int [B, G] (0 padding, negative crowd).
+        gt_boxes: float [B, G, 4], any frame.
+    Output:
+        float32 [B, G, 4]: the boxes of instances (positive class ids); rows of crowds and
+        padding are zero, so the ROI sampler trims them as padding. A crowd box among the
+        proposals would become a positive ROI wherever it overlaps an instance.
+    """
+
+    def __init__(self, name="gt_instance_boxes", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(name=name, **kwargs)
+
+    def call(self, inputs):
+        gt_class_ids, gt_boxes = inputs
+        is_instance = tf.expand_dims(tf.cast(gt_class_ids, tf.int32) > 0, -1)
+        gt_boxes = tf.cast(gt_boxes, tf.float32)
+        return tf.where(is_instance, gt_boxes, tf.zeros_like(gt_boxes))
+
+    def compute_output_shape(self, input_shapes):
+        return tuple(input_shapes[1])
+
+
 class DetectionTargetLayer(keras.layers.Layer):
     """Sample ROIs from proposals and build the heads' targets, for a batch of images.
 
