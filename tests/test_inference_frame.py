@@ -15,7 +15,9 @@ import pytest
 
 import mrcnn.model as modellib
 from mrcnn import inference, validate
+from mrcnn.callbacks import MeanAveragePrecisionCallback
 from mrcnn.data import mold_image
+from mrcnn.dataset import Dataset
 
 from conftest import TinyConfig
 
@@ -162,6 +164,32 @@ def test_a_crop_config_keeps_the_whole_image(monkeypatch, crop_model):
     config.IMAGE_MIN_DIM = 512
     molded, metas, windows = inference.mold_inputs([_grey((800, 1200))], config)
     assert molded.shape == (1, 832, 1216, 3) and list(windows[0]) == [16, 8, 816, 1208]
+
+
+class OneRectangle(Dataset):
+    """One 200x300 image with one class-1 rectangle at (10, 10, 30, 40)."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_class("rect", 1, "rect")
+        self.add_image("rect", image_id=0, path=None)
+        self.prepare()
+
+    def load_image(self, image_id):
+        return _grey((200, 300), 7)
+
+    def load_mask(self, image_id):
+        return box_mask((200, 300), 10, 10, 30, 40)[..., None], np.array([1], np.int32)
+
+
+def test_the_map_callback_on_a_crop_config_finds_the_detection(monkeypatch, crop_model):
+    # MeanAveragePrecisionCallback builds its inference model from the (crop-mode) training
+    # config. 200x300 at scale 1, padded to 256x320: 28 rows above, 10 columns on the
+    # left, so the rectangle lies at molded (38, 20, 58, 50) and a detection there is exact.
+    seen = stub_graph(monkeypatch, crop_model, (256, 320), [((38, 20, 58, 50), 1, 0.9, ONES)])
+    callback = MeanAveragePrecisionCallback(lambda: crop_model, OneRectangle(), verbose=0)
+    assert callback.compute_map() == pytest.approx(1.0)
+    assert seen["images"].shape[1:] == (256, 320, 3)
 
 
 @pytest.mark.parametrize("width", [3, 40])
