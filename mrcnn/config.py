@@ -99,6 +99,8 @@ class Config:
         "mrcnn_bbox_loss": 1.,
         "mrcnn_mask_loss": 1.,
     }
+    # False: the heads train on random ROIs that DataGenerator feeds as input_rois
+    # (POST_NMS_ROIS_TRAINING per image) instead of the RPN's proposals, e.g. to debug them.
     USE_RPN_ROIS = True
     # BatchNorm: None trains it (batch statistics in training, updated moving averages),
     # False freezes it (moving statistics always, gamma/beta not trained),

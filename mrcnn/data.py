@@ -622,7 +622,10 @@ class DataGenerator(keras.utils.PyDataset):
         input_gt_masks      bool    [B, h, w, M]
 
     With ``random_rois`` > 0, ``inputs["input_rois"]`` holds int32 [B, random_rois, 4] random
-    ROIs in pixels; with ``detection_targets`` as well, the item is ``(inputs, targets)``
+    ROIs in pixels (see :func:`generate_random_rois`). The default, None, gives the
+    training graph what it takes: POST_NMS_ROIS_TRAINING ROIs when config.USE_RPN_ROIS is
+    False (the heads then train on these instead of the RPN's proposals), none otherwise.
+    With ``detection_targets`` as well, the item is ``(inputs, targets)``
     where ``targets`` holds "rois" [B, T, 4], "mrcnn_class_ids" int32 [B, T, 1],
     "mrcnn_bbox" [B, T, NUM_CLASSES, 4] and "mrcnn_mask" [B, T, mh, mw, NUM_CLASSES]
     (T = TRAIN_ROIS_PER_IMAGE).
@@ -662,7 +665,7 @@ class DataGenerator(keras.utils.PyDataset):
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, batch_size=None,
-                 seed=None, no_augmentation_sources=None, random_rois=0,
+                 seed=None, no_augmentation_sources=None, random_rois=None,
                  detection_targets=False, augment=False, steps_per_epoch=None,
                  workers=None, use_multiprocessing=False, max_queue_size=None,
                  bad_image_policy=None, train_on_empty_images=None):
@@ -689,6 +692,8 @@ class DataGenerator(keras.utils.PyDataset):
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self.seed = int(seed)
         self.no_augmentation_sources = set(no_augmentation_sources or [])
+        if random_rois is None:  # the training graph's input_rois, if it has one
+            random_rois = 0 if config.USE_RPN_ROIS else config.POST_NMS_ROIS_TRAINING
         self.random_rois = int(random_rois)
         self.detection_targets = bool(detection_targets)
         if train_on_empty_images is None:
