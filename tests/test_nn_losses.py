@@ -1,4 +1,5 @@
-"""The five losses against numpy references that follow upstream's gather-then-average."""
+"""The five losses against hand-worked cases and numpy references that follow upstream's
+gather-then-average."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -147,6 +148,55 @@ def test_rpn_bbox_loss_ignores_positives_beyond_the_target_rows():
     pred[0, 0, 0] = 0.5                # 0.125
     pred[0, 2] = 100.0                 # third positive: no target row, not scored
     assert value(losses.rpn_bbox_loss(target, match, pred)) == pytest.approx(0.125 / 8)
+
+
+# --- hand-worked head losses ----------------------------------------------------------------
+LN2, LN3, LN5 = np.log(2.0), np.log(3.0), np.log(5.0)
+
+
+def test_mrcnn_class_loss_by_hand_skips_predictions_of_classes_the_image_lacks():
+    # Image 0 has all 3 classes, image 1 lacks class 2. Softmax of [ln 2, 0, 0] is
+    # [2, 1, 1] / 4, of [0, ln 3, 0] is [1, 3, 1] / 5.
+    logits = np.log(np.array([[[2, 1, 1],        # argmax 0, target 0: -ln(2/4) = ln 2
+                               [1, 1, 2]],       # argmax 2, target 1: -ln(1/4) = 2 ln 2
+                              [[1, 1, 2],        # argmax 2, inactive in image 1: left out
+                               [1, 3, 1]]],      # argmax 1, target 1: -ln(3/5)
+                             np.float32))
+    target_ids = np.array([[0, 1], [1, 1]], np.int32)
+    active = np.array([[1, 1, 1], [1, 1, 0]], np.float32)
+    expected = (LN2 + 2 * LN2 + (LN5 - LN3)) / 3
+    assert value(losses.mrcnn_class_loss(target_ids, logits, active)) == pytest.approx(
+        expected, rel=1e-6)
+    # With class 2 active in image 1 too, its third ROI counts: -ln(1/4) more.
+    everything = np.ones_like(active)
+    assert value(losses.mrcnn_class_loss(target_ids, logits, everything)) == pytest.approx(
+        (LN2 + 2 * LN2 + 2 * LN2 + (LN5 - LN3)) / 4, rel=1e-6)
+
+
+def test_mrcnn_bbox_loss_by_hand_scores_the_true_class_of_positive_rois():
+    target_ids = np.array([[2, 0, 1]], np.int32)             # ROI 1 is a negative
+    target = np.array([[[1, 0, 0, 0], [5, 5, 5, 5], [0, 0, 0, 0]]], np.float32)
+    pred = np.full((1, 3, 3, 4), 100.0, np.float32)          # other classes: far off
+    pred[0, 0, 2] = [1, 0.5, 0, 3]                           # |d| = 0, .5, 0, 3
+    pred[0, 2, 1] = [0.2, 0, 0, 0]                           # |d| = .2
+    # smooth-L1: 0.125 (0.5 d^2) + 2.5 (|d| - 0.5) + 0.02, over 2 ROIs x 4 coordinates.
+    expected = (0.125 + 2.5 + 0.02) / 8
+    assert value(losses.mrcnn_bbox_loss(target, target_ids, pred)) == pytest.approx(
+        expected, rel=1e-6)
+
+
+def test_mrcnn_mask_loss_by_hand_scores_the_true_class_mask_of_positive_rois():
+    target_ids = np.array([[1, 0, 2]], np.int32)             # ROI 1 is a negative
+    target = np.zeros((1, 3, 2, 2), np.float32)
+    target[0, 0] = [[1, 0], [1, 0]]
+    pred = np.full((1, 3, 2, 2, 3), 0.001, np.float32)       # other classes: far off
+    pred[0, 0, :, :, 1] = [[0.5, 0.75], [0.25, 0.5]]
+    pred[0, 2, :, :, 2] = 0.5
+    # ROI 0: -ln .5, -ln(1 - .75), -ln .25, -ln(1 - .5) = 2 ln 2 + 2 ln 4 = 6 ln 2;
+    # ROI 2 (target all 0): 4 x -ln(1 - .5) = 4 ln 2; mean over 2 x 4 pixels.
+    expected = (6 * LN2 + 4 * LN2) / 8
+    assert value(losses.mrcnn_mask_loss(target, target_ids, pred)) == pytest.approx(
+        expected, rel=1e-6)
 
 
 def test_mrcnn_class_loss_matches_numpy_with_each_images_active_classes():
