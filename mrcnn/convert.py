@@ -22,8 +22,12 @@ import os
 import sys
 import tempfile
 
-from mrcnn import weights_io
-from mrcnn.config import Config
+if __name__ == "__main__":   # before weights_io imports TensorFlow: drop its start-up noise
+    from mrcnn.console import quiet_tensorflow
+    quiet_tensorflow()
+
+from mrcnn import weights_io  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
 
 
 class _Layers:

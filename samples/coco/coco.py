@@ -418,4 +418,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from mrcnn.console import quiet_tensorflow
+
+    quiet_tensorflow()   # before TensorFlow loads: drop its start-up noise from stderr
     sys.exit(main())
