@@ -206,24 +206,165 @@ def test_show_only_on_interactive_backends(shapes_sample, monkeypatch):
     assert shown == [1]  # a caller's Axes is never shown for them
 
 
+def _blue_r(value):
+    """RGB uint8 of the "Blues_r" colour map at `value` in [0, 1]."""
+    return np.rint(np.array(matplotlib.colormaps["Blues_r"](value)[:3]) * 255)
+
+
+def _inner_pixel(mask):
+    """(row, col) of the mask pixel farthest from the mask's border, and that distance."""
+    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    row, col = np.unravel_index(np.argmax(distance), distance.shape)
+    return row, col, distance[row, col]
+
+
 def test_display_images(shapes_sample, tmp_path):
     image, masks, *_ = shapes_sample
     path = tmp_path / "images.png"
-    axes = visualize.display_images([image, masks[..., 0], image.astype(np.float32)],
+    axes = visualize.display_images([image, masks[..., 0], image.astype(np.float32) + 300],
                                     titles=["rgb", "mask", "float"], cols=2,
-                                    cmap="Blues_r", save_path=str(path), figsize=(4, 4))
+                                    cmap="Blues_r", save_path=str(path), figsize=(6, 6))
     assert len(axes) == 3 and [a.get_title() for a in axes] == ["rgb", "mask", "float"]
-    read_png(path)
+    # One image per Axes, holding the input (RGB values clipped to 0..255 as uint8).
+    assert [len(a.images) for a in axes] == [1, 1, 1]
+    np.testing.assert_array_equal(axes[0].images[0].get_array(), image)
+    np.testing.assert_array_equal(axes[1].images[0].get_array(), masks[..., 0])
+    np.testing.assert_array_equal(axes[2].images[0].get_array(), np.full_like(image, 255))
+    # Two panels per row: the third starts a second row below the first.
+    assert axes[2].get_position().y1 < axes[0].get_position().y0
+    png = read_png(path)
+    row, col, depth = _inner_pixel(masks[..., 0])
+    assert depth >= 3
+    drawn = _png_pixel(axes[0], png, col, row).astype(int)
+    assert np.abs(drawn - image[row, col]).max() <= 2, (drawn, image[row, col])
+    # The mask panel: True pixels at the light end of Blues_r, False at the dark end.
+    outside_row, outside_col, _ = _inner_pixel(~masks[..., 0])
+    for (r, c), value in (((row, col), 1.0), ((outside_row, outside_col), 0.0)):
+        drawn = _png_pixel(axes[1], png, c, r).astype(int)
+        assert np.abs(drawn - _blue_r(value)).max() <= 2, (value, drawn)
+    assert np.abs(_png_pixel(axes[2], png, col, row).astype(int) - 255).max() <= 2
 
 
 def test_display_top_masks(shapes_sample, tmp_path):
     image, masks, _, class_ids, names = shapes_sample
     path = tmp_path / "top.png"
-    axes = visualize.display_top_masks(image, masks, class_ids, names, limit=3, save_path=str(path))
+    axes = visualize.display_top_masks(image, masks, class_ids, names, limit=3,
+                                       save_path=str(path))
     assert len(axes) == 4
-    titles = [a.get_title() for a in axes[1:]]
-    assert set(titles) - {"-"} == {names[c] for c in class_ids}  # shapes has 3 classes
-    read_png(path)
+    np.testing.assert_array_equal(axes[0].images[0].get_array(), image)
+    # Classes by total mask area, largest first; each panel labels that class's
+    # instances 1, 2, ... in instance order and is 0 elsewhere.
+    areas = {c: masks[..., class_ids == c].sum() for c in np.unique(class_ids)}
+    order = sorted(areas, key=lambda c: -areas[c])
+    assert [a.get_title() for a in axes[1:]] == [names[c] for c in order] + ["-"] * (3 - len(order))
+    for ax, class_id in zip(axes[1:], order):
+        expected = np.zeros(image.shape[:2], int)
+        for label, k in enumerate(np.flatnonzero(class_ids == class_id), start=1):
+            expected[masks[..., k]] = label          # instances of shapes do not overlap
+        np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+    for ax in axes[1 + len(order):]:
+        assert not np.any(ax.images[0].get_array())
+    png = read_png(path)
+    # The largest class's panel shows its masks light, the background dark.
+    first = masks[..., class_ids == order[0]].any(axis=-1)
+    row, col, _ = _inner_pixel(first)
+    labels = axes[1].images[0].get_array()
+    light = _blue_r(labels[row, col] / labels.max())
+    assert np.abs(_png_pixel(axes[1], png, col, row).astype(int) - light).max() <= 2
+    row, col, _ = _inner_pixel(~first)
+    assert np.abs(_png_pixel(axes[1], png, col, row).astype(int) - _blue_r(0.0)).max() <= 2
+
+
+def _inside(point, box):
+    y, x = point
+    return box[0] <= y < box[2] and box[1] <= x < box[3]
+
+
+def test_draw_rois(shapes_sample, tmp_path, capsys):
+    image, masks, boxes, class_ids, names = shapes_sample
+    rois = np.concatenate([boxes, [[0, 0, 40, 40], [60, 70, 100, 120]]])
+    refined = rois + [2, -2, 3, 1]
+    roi_class_ids = np.concatenate([class_ids, [0, 0]])
+    n, positives = len(rois), len(class_ids)
+    yy, xx = np.mgrid[0:28, 0:28]
+    roi_masks = np.repeat((((yy - 13.5) ** 2 + (xx - 13.5) ** 2) < 100).astype(np.float32)[None],
+                          len(rois), axis=0)
+    np.random.seed(0)
+    path = tmp_path / "rois.png"
+    ax = visualize.draw_rois(image, rois, refined, roi_masks, roi_class_ids, names, limit=10,
+                             save_path=str(path), figsize=(5, 5))
+    assert ax.get_title() == "{} ROIs".format(n)
+    assert "Positive ROIs:  {}".format(positives) in capsys.readouterr().out
+
+    # A dashed rectangle per ROI (grey for background), a solid one per positive ROI's
+    # refinement, a line from each positive ROI's corner to its refinement's, a caption.
+    def corners(box):
+        return (box[1] - 0.5, box[0] - 0.5, box[3] - box[1], box[2] - box[0])
+
+    rects = [p for p in ax.patches if isinstance(p, matplotlib.patches.Rectangle)]
+    dashed = [p for p in rects if p.get_linestyle() in ("--", "dashed")]
+    solid = [p for p in rects if p.get_linestyle() in ("-", "solid")]
+    assert len(rects) == n + positives
+    assert sorted((p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in dashed) == \
+        sorted(corners(box) for box in rois)
+    assert sorted((p.get_x(), p.get_y(), p.get_width(), p.get_height()) for p in solid) == \
+        sorted(corners(box) for box in refined[:positives])
+    grey = matplotlib.colors.to_rgba("gray")
+    for p in dashed:
+        is_background = (p.get_x(), p.get_y()) in [(-0.5, -0.5), (69.5, 59.5)]
+        assert (p.get_edgecolor() == grey) == is_background
+    assert len(ax.lines) == positives
+    assert sorted(t.get_text() for t in ax.texts) == sorted(names[c] for c in class_ids)
+
+    # The mask of each positive ROI (a disc at the ROI's centre) is blended into the
+    # image in its refinement's colour; background ROIs get no mask.
+    drawn = ax.images[0].get_array()
+    colours = {(p.get_x(), p.get_y(), p.get_width(), p.get_height()): p.get_edgecolor()[:3]
+               for p in solid}
+    png = read_png(path)
+    checked = 0
+    for index, box in enumerate(rois):
+        centre = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
+        others = [b for k, b in enumerate(rois[:positives]) if k != index]
+        if any(_inside(centre, b) for b in others):
+            continue
+        original = image[centre].astype(float)
+        if index < positives:
+            colour = np.array(colours[corners(refined[index])])
+            expected = np.rint(original * 0.5 + 0.5 * colour * 255)
+        else:
+            expected = original
+        np.testing.assert_array_equal(drawn[centre], expected.astype(np.uint8))
+        png_pixel = _png_pixel(ax, png, centre[1], centre[0]).astype(int)
+        assert np.abs(png_pixel - expected).max() <= 2, (index, png_pixel, expected)
+        checked += 1
+    assert checked >= 3
+    # Far from every ROI the image is unchanged.
+    outside = np.ones(image.shape[:2], bool)
+    for y1, x1, y2, x2 in rois:
+        outside[max(y1, 0):y2, max(x1, 0):x2] = False
+    np.testing.assert_array_equal(drawn[outside], image[outside])
+
+
+def test_plot_precision_recall(tmp_path):
+    path = tmp_path / "pr.png"
+    precisions = np.array([1, 1, 0.67, 0.75, 0.6])
+    recalls = np.array([0, 0.25, 0.5, 0.75, 0.75])
+    ax = visualize.plot_precision_recall(0.75, precisions, recalls, save_path=str(path))
+    assert ax.get_title() == "Precision-Recall Curve. AP@50 = 0.750"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("Recall", "Precision")
+    assert ax.get_xlim() == (0, 1.1) and ax.get_ylim() == (0, 1.1)
+    # One curve through the given points, recall on x and precision on y.
+    assert len(ax.lines) == 1
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), recalls)
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), precisions)
+    png = read_png(path)
+    line = np.rint(np.array(matplotlib.colors.to_rgb(ax.lines[0].get_color())) * 255)
+    for recall, precision in ((0.25, 1.0), (0.5, 0.67), (0.75, 0.6)):
+        drawn = _png_pixel(ax, png, recall, precision).astype(int)
+        assert np.abs(drawn - line).max() <= 40, (recall, precision, drawn)
+    # Away from the curve the background is white.
+    assert np.all(_png_pixel(ax, png, 0.9, 0.2) == 255)
 
 
 def test_display_differences(shapes_sample, tmp_path):
@@ -246,31 +387,6 @@ def test_display_differences(shapes_sample, tmp_path):
     # Highest score first; the wrong-class copy of instance 0 is unmatched but overlaps it fully.
     assert captions[0] == "0.95 / 1.00"
     assert all(float(c.split(" / ")[1]) > 0.5 for c in captions)
-    read_png(path)
-
-
-def test_draw_rois(shapes_sample, tmp_path, capsys):
-    image, masks, boxes, class_ids, names = shapes_sample
-    rois = np.concatenate([boxes, [[0, 0, 40, 40], [60, 70, 100, 120]]])
-    refined = rois + [2, -2, 3, 1]
-    roi_class_ids = np.concatenate([class_ids, [0, 0]])
-    yy, xx = np.mgrid[0:28, 0:28]
-    roi_masks = np.repeat((((yy - 13.5) ** 2 + (xx - 13.5) ** 2) < 100).astype(np.float32)[None],
-                          len(rois), axis=0)
-    np.random.seed(0)
-    path = tmp_path / "rois.png"
-    ax = visualize.draw_rois(image, rois, refined, roi_masks, roi_class_ids, names, limit=10,
-                             save_path=str(path), figsize=(5, 5))
-    assert ax.get_title() == "{} ROIs".format(len(rois))
-    assert "Positive ROIs:  {}".format(len(class_ids)) in capsys.readouterr().out
-    read_png(path)
-
-
-def test_plot_precision_recall(tmp_path):
-    path = tmp_path / "pr.png"
-    ax = visualize.plot_precision_recall(0.75, np.array([1, 1, 0.67, 0.75, 0.6]),
-                                         np.array([0, 0.25, 0.5, 0.75, 0.75]), save_path=str(path))
-    assert "0.750" in ax.get_title()
     read_png(path)
 
 
