@@ -106,13 +106,40 @@ def make_coco(dataset_dict):
     return coco
 
 
+def mask_annotations(image_id, masks, class_ids, category_of=_identity, first_id=1):
+    """COCO annotation dicts of one image's instance masks.
+
+    Args:
+        image_id: the COCO image id. masks: bool [H, W, N]; class_ids: [N] internal class
+            ids, negative for crowd regions (iscrowd=1, of the class of the absolute id).
+        category_of: internal class id (positive) -> COCO category id (default: same).
+        first_id: the annotation id of the first one; the others follow.
+    Returns:
+        list of {"id", "image_id", "category_id", "iscrowd", "segmentation" (RLE, counts
+        str), "area" (mask pixels), "bbox" [x, y, w, h]}; class id 0 and empty masks are
+        left out.
+    """
+    boxes = utils.extract_bboxes(masks) if masks.ndim == 3 else np.zeros((0, 4))
+    annotations = []
+    for i, class_id in enumerate(np.asarray(class_ids)):
+        if class_id == 0 or not masks[..., i].any():
+            continue
+        annotations.append({
+            "id": first_id + len(annotations), "image_id": _json_id(image_id),
+            "category_id": _json_id(category_of(abs(int(class_id)))),
+            "iscrowd": int(class_id < 0), "segmentation": encode_mask(masks[..., i]),
+            "area": float(masks[..., i].sum()), "bbox": box_to_xywh(boxes[i])})
+    return annotations
+
+
 def dataset_to_coco(dataset, image_ids=None):
     """Ground truth of a prepared Dataset as a pycocotools COCO object.
 
     COCO ids are the dataset's internal ids: image ids 0..num_images-1, category ids
     1..num_classes-1. An instance with a negative class id is a crowd region
     (iscrowd=1) of the class of the same absolute id; an empty mask is left out.
-    Areas are mask areas in pixels.
+    Areas are mask areas in pixels. (``mrcnn.datasets.dataset_to_coco`` writes a JSON
+    dict with the dataset's own image and category ids and the image file names.)
     """
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     images, annotations = [], []
@@ -121,15 +148,8 @@ def dataset_to_coco(dataset, image_ids=None):
         masks = np.asarray(masks, dtype=bool)
         height, width = _image_size(dataset, image_id, masks)
         images.append({"id": int(image_id), "height": height, "width": width})
-        boxes = utils.extract_bboxes(masks) if masks.ndim == 3 else np.zeros((0, 4))
-        for i, class_id in enumerate(np.asarray(class_ids)):
-            if class_id == 0 or not masks[..., i].any():
-                continue
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": int(image_id),
-                "category_id": int(abs(class_id)), "iscrowd": int(class_id < 0),
-                "segmentation": encode_mask(masks[..., i]),
-                "area": float(masks[..., i].sum()), "bbox": box_to_xywh(boxes[i])})
+        annotations.extend(mask_annotations(int(image_id), masks, class_ids,
+                                            first_id=len(annotations) + 1))
     categories = [{"id": i, "name": dataset.class_names[i]}
                   for i in range(1, dataset.num_classes)]
     return make_coco({"images": images, "categories": categories,
