@@ -27,6 +27,7 @@ LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
 LR_SCHEDULES = ("constant", "cosine")
 GRADIENT_CLIP_MODES = ("per_tensor", "global")
 MIXED_PRECISION_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
+ROI_ALIGN_MODES = ("upstream", "aligned")
 
 
 class ConfigError(ValueError):
@@ -133,6 +134,12 @@ class Config:
     # Upstream: False and False.
     ROI_INCLUDE_GT_BOXES = False
     ROI_FILL_NEGATIVES = False
+    # ROI pooling: "upstream" crops each box with one bilinear sample per bin (upstream's
+    # weights were trained so); "aligned" is the paper's ROIAlign with the half-pixel
+    # correction (detectron2's ROIAlignV2): the mean of SAMPLING_RATIO x SAMPLING_RATIO
+    # bilinear samples per bin; its mask targets sample the centres of the same bins.
+    ROI_ALIGN_MODE = "upstream"
+    SAMPLING_RATIO = 2
     # Keras mixed precision: None (float32), "mixed_float16" (GPUs with tensor cores; the
     # loss is scaled dynamically) or "mixed_bfloat16" (TPUs, recent GPUs and CPUs).
     # Weights, boxes, anchors, NMS, ROI pooling and the losses stay float32.
@@ -359,6 +366,10 @@ class Config:
             raise ConfigError(f"DETECTION_MIN_CONFIDENCE must be in [0, 1], "
                               f"got {self.DETECTION_MIN_CONFIDENCE}")
         _require_fraction(self, "DETECTION_NMS_THRESHOLD")
+        if self.ROI_ALIGN_MODE not in ROI_ALIGN_MODES:
+            raise ConfigError(f"ROI_ALIGN_MODE must be one of {ROI_ALIGN_MODES}, "
+                              f"got {self.ROI_ALIGN_MODE!r}")
+        _require_int(self, "SAMPLING_RATIO", minimum=1)
 
     def _validate_optimisation(self):
         for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):

@@ -133,11 +133,14 @@ def build_training_graph(config):
 
     mrcnn_class_logits, _, mrcnn_bbox = fpn_classifier_graph(
         rois, mrcnn_feature_maps, meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        roi_align_mode=config.ROI_ALIGN_MODE, sampling_ratio=config.SAMPLING_RATIO)
     mrcnn_mask = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES,
                                       train_bn=config.TRAIN_BN,
-                                      channels=config.MASK_HEAD_CONV_SIZE)
+                                      channels=config.MASK_HEAD_CONV_SIZE,
+                                      roi_align_mode=config.ROI_ALIGN_MODE,
+                                      sampling_ratio=config.SAMPLING_RATIO)
     outputs = {
         "rpn_class_logits": rpn["rpn_class_logits"],
         "rpn_bbox": rpn["rpn_bbox"],
@@ -171,14 +174,17 @@ def build_inference_graph(config):
 
     _, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
         rpn["rpn_rois"], mrcnn_feature_maps, meta, config.POOL_SIZE, config.NUM_CLASSES,
-        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        roi_align_mode=config.ROI_ALIGN_MODE, sampling_ratio=config.SAMPLING_RATIO)
     detections = DetectionLayer(config, name="mrcnn_detection")(
         [rpn["rpn_rois"], mrcnn_class, mrcnn_bbox, meta])
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, meta,
                                       config.MASK_POOL_SIZE, config.NUM_CLASSES,
                                       train_bn=config.TRAIN_BN,
-                                      channels=config.MASK_HEAD_CONV_SIZE)
+                                      channels=config.MASK_HEAD_CONV_SIZE,
+                                      roi_align_mode=config.ROI_ALIGN_MODE,
+                                      sampling_ratio=config.SAMPLING_RATIO)
     outputs = {
         "detections": detections,
         "mrcnn_class": mrcnn_class,

@@ -141,7 +141,8 @@ def mask_head(pooled, rois, num_classes, train_bn=True, channels=MASK_HEAD_CHANN
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
-                         train_bn=True, fc_layers_size=1024):
+                         train_bn=True, fc_layers_size=1024, roi_align_mode="upstream",
+                         sampling_ratio=2):
     """ROIAlign (`roi_align_classifier`) then the classifier and box head.
 
     Args:
@@ -150,17 +151,20 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         image_meta: float [B, IMAGE_META_SIZE].
         pool_size: POOL_SIZE (7).
         num_classes, train_bn, fc_layers_size: as in classifier_head.
+        roi_align_mode, sampling_ratio: ROI_ALIGN_MODE, SAMPLING_RATIO (PyramidROIAlign).
     Returns:
         (mrcnn_class_logits [B, N, NC], mrcnn_probs [B, N, NC], mrcnn_bbox [B, N, NC, 4]).
     """
-    pooled = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")(
+    pooled = PyramidROIAlign([pool_size, pool_size], mode=roi_align_mode,
+                             sampling_ratio=sampling_ratio, name="roi_align_classifier")(
         [rois, image_meta] + list(feature_maps))
     return classifier_head(pooled, rois, num_classes, train_bn=train_bn,
                            fc_layers_size=fc_layers_size)
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
-                         train_bn=True, channels=MASK_HEAD_CHANNELS):
+                         train_bn=True, channels=MASK_HEAD_CHANNELS, roi_align_mode="upstream",
+                         sampling_ratio=2):
     """ROIAlign (`roi_align_mask`) then the mask head.
 
     Args:
@@ -169,9 +173,11 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         image_meta: float [B, IMAGE_META_SIZE].
         pool_size: MASK_POOL_SIZE (14).
         num_classes, train_bn, channels: as in mask_head.
+        roi_align_mode, sampling_ratio: ROI_ALIGN_MODE, SAMPLING_RATIO (PyramidROIAlign).
     Returns:
         float [B, N, 2 * pool_size, 2 * pool_size, NC] sigmoid mask probabilities.
     """
-    pooled = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
+    pooled = PyramidROIAlign([pool_size, pool_size], mode=roi_align_mode,
+                             sampling_ratio=sampling_ratio, name="roi_align_mask")(
         [rois, image_meta] + list(feature_maps))
     return mask_head(pooled, rois, num_classes, train_bn=train_bn, channels=channels)

@@ -10,7 +10,8 @@ gives every picked ROI the class, box deltas and mask the heads should predict f
   are added to keep the ratio, int(P / ROI_POSITIVE_RATIO) - P, never past T in total;
 - each positive is assigned the ground-truth box it overlaps most; its box target is
   box_refinement(roi, gt_box) / BBOX_STD_DEV and its mask target is the ground-truth mask
-  cropped to the ROI and resized to MASK_SHAPE, rounded to {0, 1}.
+  cropped to the ROI and resized to MASK_SHAPE, rounded to {0, 1} (ROI_ALIGN_MODE
+  "aligned": sampled at the centres of the ROI's MASK_SHAPE bins, half-pixel corrected).
 
 All boxes are normalised (y1, x1, y2, x2), see box_ops. Rows past the sampled ROIs are
 zeros in every output, and negative ROIs have zero class, deltas and mask.
@@ -20,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.nn import box_ops
+from mrcnn.nn.roi_align import aligned_crop_and_resize, pixel_boxes
 
 POSITIVE_IOU = 0.5
 CROWD_IOU = 0.001
@@ -33,6 +35,8 @@ def target_settings(config):
         "bbox_std_dev": [float(v) for v in np.asarray(config.BBOX_STD_DEV).reshape(-1)],
         "mask_shape": [int(v) for v in config.MASK_SHAPE],
         "use_mini_mask": bool(config.USE_MINI_MASK),
+        "roi_align_mode": str(config.ROI_ALIGN_MODE),
+        "image_shape": [int(v) for v in config.IMAGE_SHAPE[:2]],
     }
 
 
@@ -57,7 +61,34 @@ def _sample_counts(num_positive_candidates, train_rois_per_image, roi_positive_r
     return positive_count, negative_count
 
 
-def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mask):
+def _aligned_mask_crops(masks, rois, gt_boxes, box_index, mask_shape, use_mini_mask,
+                        image_shape):
+    """ROI_ALIGN_MODE "aligned": sample each mask target cell at its centre.
+
+    Cell (i, j) of an M x M target is the ROI's bin (i, j), as in the aligned pooling the
+    mask head reads; its value is the bilinear sample of the GT mask at the bin's centre,
+    half-pixel corrected (aligned_crop_and_resize, one sample per bin). Full-size masks
+    live in the molded image's pixels; a mini mask of m rows spans its GT box, so a pixel
+    coordinate y maps to (y - gt_y1) * m / gt_height (both in continuous pixels).
+
+    Args:
+        masks: [U, h, w, 1] GT masks, box_index: int32 [P] a mask of each ROI.
+        rois, gt_boxes: float32 [P, 4] normalised; image_shape: (H, W) of the image.
+    Returns:
+        float32 [P, mask_h, mask_w, 1].
+    """
+    rois = pixel_boxes(rois, image_shape)
+    if use_mini_mask:
+        gt_boxes = pixel_boxes(gt_boxes, image_shape)
+        origin = tf.tile(gt_boxes[:, :2], [1, 2])
+        mini_shape = tf.cast(tf.shape(masks)[1:3], tf.float32)
+        scale = mini_shape / (gt_boxes[:, 2:] - gt_boxes[:, :2])        # [P, 2]
+        rois = (rois - origin) * tf.tile(scale, [1, 2])
+    return aligned_crop_and_resize(masks, rois, box_index, mask_shape, sampling_ratio=1)
+
+
+def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mask,
+                  roi_align_mode="upstream", image_shape=None):
     """Mask targets of positive ROIs.
 
     Only the masks some ROI is assigned to are gathered, and boolean masks stay 1 byte per
@@ -70,6 +101,9 @@ def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mas
         rois: float32 [P, 4] positive ROIs, normalised image coordinates.
         gt_boxes: float32 [P, 4] the GT box assigned to each ROI, normalised.
         assignment: int32 [P] index of each ROI's GT in the last axis of gt_masks.
+        roi_align_mode: "upstream" crops with crop_and_resize of the normalised ROI;
+            "aligned" samples the centres of the ROI's bins (`_aligned_mask_crops`).
+        image_shape: (H, W) of the molded image, needed by "aligned".
     Returns:
         float32 [P, mask_h, mask_w] in {0, 1}.
     """
@@ -86,7 +120,11 @@ def _mask_targets(gt_masks, rois, gt_boxes, assignment, mask_shape, use_mini_mas
     if masks.dtype == tf.bool:
         masks = tf.cast(masks, tf.uint8)
     masks = tf.expand_dims(tf.transpose(masks, [2, 0, 1]), -1)   # [U, h, w, 1]
-    crops = tf.image.crop_and_resize(masks, boxes, box_index, mask_shape)
+    if roi_align_mode == "aligned":
+        crops = _aligned_mask_crops(masks, rois, gt_boxes, box_index, mask_shape,
+                                    use_mini_mask, image_shape)
+    else:
+        crops = tf.image.crop_and_resize(masks, boxes, box_index, mask_shape)
     return tf.round(tf.squeeze(crops, axis=3))
 
 
@@ -99,7 +137,8 @@ def _pad_rows(tensor, rows):
 
 def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois_per_image,
                       roi_positive_ratio, bbox_std_dev, mask_shape, use_mini_mask,
-                      fill_negatives=False, seed=None):
+                      fill_negatives=False, seed=None, roi_align_mode="upstream",
+                      image_shape=None):
     """Sample ROIs of one image and build their targets.
 
     Args:
@@ -117,12 +156,22 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
             without positives yields no ROIs; True fills every row the positives leave
             with negatives when there are enough.
         seed: op seed of the random subsampling.
+        roi_align_mode: ROI_ALIGN_MODE; "aligned" samples mask targets at the centres
+            of the ROI's bins, as the aligned ROI pooling does.
+        image_shape: (H, W) of the molded image (the frame of the normalised boxes);
+            needed by roi_align_mode "aligned".
     Returns:
         rois: float32 [T, 4] positives, then negatives, then zero rows.
         class_ids: int32 [T] the class of each positive ROI, 0 elsewhere.
         deltas: float32 [T, 4] box_refinement(roi, gt) / bbox_std_dev of positives.
         masks: float32 [T, mask_h, mask_w] mask targets of positives in {0, 1}.
     """
+    if roi_align_mode not in ("upstream", "aligned"):
+        raise ValueError(f"roi_align_mode (Config.ROI_ALIGN_MODE) must be 'upstream' or "
+                         f"'aligned', got {roi_align_mode!r}")
+    if roi_align_mode == "aligned" and image_shape is None:
+        raise ValueError("roi_align_mode 'aligned' needs image_shape, the (H, W) of the "
+                         "molded image the normalised boxes refer to")
     proposals = tf.cast(proposals, tf.float32)
     proposals, _ = box_ops.trim_zero_rows(proposals, name="trim_proposals")
     gt_boxes = tf.cast(gt_boxes, tf.float32)
@@ -155,7 +204,8 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
     deltas = box_ops.box_refinement(positive_rois, roi_gt_boxes)
     deltas /= tf.constant(bbox_std_dev, tf.float32)
     masks = _mask_targets(gt_masks, positive_rois, roi_gt_boxes,
-                          tf.gather(instance_ix, assignment), mask_shape, use_mini_mask)
+                          tf.gather(instance_ix, assignment), mask_shape, use_mini_mask,
+                          roi_align_mode, image_shape)
 
     rois = tf.concat([positive_rois, tf.gather(proposals, negative_ix)], axis=0)
     rows = train_rois_per_image
