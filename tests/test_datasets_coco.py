@@ -1,6 +1,7 @@
 """CocoDataset on small COCO instance files written by the tests: masks checked against
 pycocotools and skimage, ids, filters and the errors that name the annotation."""
 import json
+import pickle
 import warnings
 
 import numpy as np
@@ -266,3 +267,15 @@ def test_well_formed_file_loads_without_warnings(coco_json):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CocoDataset(coco_json)
+
+
+def test_annotation_error_survives_pickling(tmp_path):
+    """Worker processes send errors back pickled: the message and attributes stay."""
+    def change(data):
+        data["annotations"][1]["category_id"] = 99
+    with pytest.raises(AnnotationError) as error:
+        CocoDataset(_broken(tmp_path, change))
+    again = pickle.loads(pickle.dumps(error.value))
+    assert type(again) is AnnotationError and str(again) == str(error.value)
+    assert (again.file, again.annotation) == (error.value.file, error.value.annotation)
+    assert again.annotation == "annotation 2 (image 10 'a.png')"

@@ -97,6 +97,10 @@ class AnnotationDataset(Dataset):
         self.add_class(self.SOURCE, new_id, name)
         return new_id
 
+    def register_classes(self, names):
+        """{name: source class id} of ``names``, registering the new ones in this order."""
+        return {name: self.class_source_id(name) for name in names}
+
     def _outside_report(self, file):
         return OutsideReport(file, self.OUTSIDE_TOLERANCE)
 

@@ -2,6 +2,8 @@
 import os
 import warnings
 
+import numpy as np
+
 from mrcnn.validate import DatasetError
 
 __all__ = ["AnnotationError", "AnnotationWarning", "OutsideReport"]
@@ -62,13 +64,16 @@ class OutsideReport:
         """
         margin_x = max(2.0, self.tolerance * width)
         margin_y = max(2.0, self.tolerance * height)
-        for x, y in centres:
-            if not (-margin_x <= x <= width + margin_x and -margin_y <= y <= height + margin_y):
-                raise AnnotationError(
-                    f"point ({x:g}, {y:g}) lies far outside the {width}x{height} (width x "
-                    f"height) image (more than {margin_x:g} px in x / {margin_y:g} px in y); "
-                    f"were the coordinates made for another image size?",
-                    file or self.file, annotation)
+        points = np.asarray(centres, dtype=np.float64).reshape(-1, 2)
+        far = (points[:, 0] < -margin_x) | (points[:, 0] > width + margin_x) \
+            | (points[:, 1] < -margin_y) | (points[:, 1] > height + margin_y)
+        if far.any():
+            x, y = points[np.argmax(far)]
+            raise AnnotationError(
+                f"point ({x:g}, {y:g}) lies far outside the {width}x{height} (width x "
+                f"height) image (more than {margin_x:g} px in x / {margin_y:g} px in y); "
+                f"were the coordinates made for another image size?",
+                file or self.file, annotation)
         x1, y1, x2, y2 = extent
         beyond = max(-x1, -y1, x2 - width, y2 - height, 0.0)
         if beyond > 0:

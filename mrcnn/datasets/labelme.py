@@ -141,11 +141,10 @@ class LabelMeDataset(AnnotationDataset):
             record = self._parse_file(path, class_names, report, skipped)
             found.update(instance["name"] for instance in record["instances"])
             parsed.append(record)
-        for name in (class_names if class_names is not None else sorted(found)):
-            self.class_source_id(name)
+        ids = self.register_classes(class_names if class_names is not None else sorted(found))
         for record in parsed:
             for instance in record["instances"]:
-                instance["class"] = self.class_source_id(instance.pop("name"))
+                instance["class"] = ids[instance.pop("name")]
             self.add_image(self.SOURCE, **record)
         report.warn()
         if skipped:

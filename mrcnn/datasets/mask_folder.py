@@ -170,11 +170,10 @@ class MaskFolderDataset(AnnotationDataset):
                 raise AnnotationError(f"classes {unknown} are not among class_names "
                                       f"{list(class_names)} (first file: {found[unknown[0]]})",
                                       mask_dir)
-        for name in (class_names if class_names is not None else sorted(found)):
-            self.class_source_id(name)
+        ids = self.register_classes(class_names if class_names is not None else sorted(found))
         for record in records:
             for instance in record["instances"]:
-                instance["class"] = self.class_source_id(instance.pop("name"))
+                instance["class"] = ids[instance.pop("name")]
             height, width = image_size(record["path"])
             self.add_image(self.SOURCE, height=height, width=width, **record)
 

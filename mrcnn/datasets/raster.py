@@ -141,7 +141,7 @@ def shape_anchors(shape):
     """The points that must lie near the image: vertices, corners, centres."""
     kind = shape["type"]
     if kind == "polygon":
-        return shape["points"].tolist()
+        return shape["points"]
     if kind == "box":
         x1, y1, x2, y2 = shape["box"]
         return [(x1, y1), (x2, y2)]

@@ -158,12 +158,10 @@ class ViaDataset(AnnotationDataset):
                 self._check_shapes(report, [shape], height, width, where)
                 instances.append({"name": name, "crowd": False, "shapes": [shape]})
             parsed.append((record["filename"], image_path, height, width, instances))
-        names = allowed if allowed is not None else sorted(found)
-        for name in names:
-            self.class_source_id(name)
+        ids = self.register_classes(allowed if allowed is not None else sorted(found))
         for filename, image_path, height, width, instances in parsed:
             for instance in instances:
-                instance["class"] = self.class_source_id(instance.pop("name"))
+                instance["class"] = ids[instance.pop("name")]
             self.add_image(self.SOURCE, image_id=filename, path=image_path, height=height,
                            width=width, instances=instances, annotation_file=path)
         report.warn()
