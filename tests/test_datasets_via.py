@@ -192,6 +192,11 @@ def test_bad_regions_name_file_and_region(tmp_path):
     metadata["b.png2222"]["regions"][0]["shape_attributes"]["cx"] = 300
     with pytest.raises(AnnotationError, match="region 0 of 'b.png': point .*far outside"):
         ViaDataset(_write(tmp_path, metadata, "far.json"))
+    metadata = _metadata()
+    metadata["b.png2222"]["regions"][1]["shape_attributes"]["name"] = "spline"
+    with pytest.raises(AnnotationError, match="region 1 of 'b.png': unsupported region "
+                                              "shape 'spline'"):
+        ViaDataset(_write(tmp_path, metadata, "spline.json"))
 
 
 def test_missing_image_file(project, tmp_path):

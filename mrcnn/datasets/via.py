@@ -16,8 +16,8 @@ file name + file size::
 (VIA 1.x files, whose "regions" is a dict, load too; VIA 3 project files do not.)
 
 * Shapes: "polygon"; "polyline" (closed into a polygon); "rect" (x, y, width, height);
-  "circle" (cx, cy, r); "ellipse" (cx, cy, rx, ry, theta radians). Points and other
-  shapes hold no area: they are skipped with one AnnotationWarning per file. Pixel
+  "circle" (cx, cy, r); "ellipse" (cx, cy, rx, ry, theta radians). Points hold no
+  area: they are skipped with one AnnotationWarning per file; other shapes are an error. Pixel
   convention: mrcnn.datasets.raster (COCO's: pixel (r, c) covers [c, c+1) x [r, r+1)).
   Upstream's balloon sample drew polygons with skimage.draw.polygon, whose pixel centres
   are the integer coordinates, half a pixel away from this convention.
@@ -90,7 +90,10 @@ def _region_shape(shape, path, where):
     except KeyError as error:
         raise AnnotationError(f"the {name} lacks its {error.args[0]!r} value", path,
                               where) from None
-    return None
+    if name == "point":
+        return None
+    raise AnnotationError(f"unsupported region shape {name!r}; expected one of "
+                          f"{AREA_SHAPES} (points are skipped)", path, where)
 
 
 class ViaDataset(AnnotationDataset):
