@@ -1,13 +1,18 @@
-"""DetectionLayer: a hand-worked case and a plain-loop numpy reference."""
+"""DetectionLayer: a hand-worked case, plain-loop numpy references, and the per-class
+NMS it used before."""
 import math
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from mrcnn.config import Config
 from mrcnn.image_meta import compose_image_meta
-from mrcnn.nn.detection import DetectionLayer, normalised_window
+from mrcnn.nn.detection import (DetectionLayer, best_class_boxes, class_offset_nms,
+                                 class_offset_nms_keep, class_offsets,
+                                 greedy_rule_holds, nms_kernel_iou, normalised_window,
+                                 top_detections)
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
@@ -199,3 +204,245 @@ def test_huge_size_deltas_give_finite_detections():
         [0, 0, 0, 0, 0, 0],
     ])
     np.testing.assert_allclose(out[0], expected, atol=1e-6)
+
+
+# --- One NMS per image over class-shifted boxes equals per-class NMS ----------------------
+
+def before_per_class_nms_keep(boxes, scores, class_ids, candidates, num_classes,
+                              max_instances, iou_threshold):
+    """The per-class implementation DetectionLayer used before: one NMS per image and
+    foreground class, a box kept when its class's NMS keeps it (cap per class)."""
+    num_boxes = boxes.shape[1]
+    foreground = tf.range(1, num_classes, dtype=tf.int32)
+    member = candidates[:, None, :] & tf.equal(class_ids[:, None, :],
+                                               foreground[None, :, None])
+    class_scores = tf.reshape(tf.where(member, scores[:, None, :], -1.0), [-1, num_boxes])
+    class_boxes = tf.repeat(boxes, num_classes - 1, axis=0)
+
+    def keep_one(args):
+        keep = tf.image.non_max_suppression(args[0], args[1], max_instances, iou_threshold,
+                                            score_threshold=-0.5)
+        return tf.scatter_nd(keep[:, None], tf.ones_like(keep), [num_boxes])
+
+    kept = tf.map_fn(keep_one, (class_boxes, class_scores),
+                     fn_output_signature=tf.TensorSpec([None], tf.int32))
+    return tf.reduce_any(tf.reshape(kept, [-1, num_classes - 1, num_boxes]) > 0, axis=1)
+
+
+def f32_iou(a, b):
+    """IoU of two boxes in float32, step by step as TensorFlow's CPU NMS kernel rounds."""
+    f = np.float32
+    ymin_a, xmin_a = min(a[0], a[2]), min(a[1], a[3])
+    ymax_a, xmax_a = max(a[0], a[2]), max(a[1], a[3])
+    ymin_b, xmin_b = min(b[0], b[2]), min(b[1], b[3])
+    ymax_b, xmax_b = max(b[0], b[2]), max(b[1], b[3])
+    area_a = f(ymax_a - ymin_a) * f(xmax_a - xmin_a)
+    area_b = f(ymax_b - ymin_b) * f(xmax_b - xmin_b)
+    if area_a <= 0 or area_b <= 0:
+        return f(0)
+    inter = (max(f(min(ymax_a, ymax_b) - max(ymin_a, ymin_b)), f(0))
+             * max(f(min(xmax_a, xmax_b) - max(xmin_a, xmin_b)), f(0)))
+    return f(inter / f(f(area_a + area_b) - inter))
+
+
+def numpy_nms_rows(boxes, scores, class_ids, candidates, max_instances, iou_threshold):
+    """One image, plain loops: greedy NMS per class (at most max_instances each), then the
+    best max_instances by (score, lower index) as rows (y1, x1, y2, x2, class, score)."""
+    threshold = np.float32(iou_threshold)
+    order = sorted(np.flatnonzero(candidates), key=lambda i: (-scores[i], i))
+    kept = []
+    for c in sorted(set(class_ids[order])):
+        chosen = []
+        for i in (i for i in order if class_ids[i] == c):
+            if len(chosen) < max_instances and all(
+                    f32_iou(boxes[i], boxes[j]) <= threshold for j in chosen):
+                chosen.append(i)
+        kept += chosen
+    kept = sorted(kept, key=lambda i: (-scores[i], i))[:max_instances]
+    rows = np.zeros((max_instances, 6), np.float32)
+    for row, i in enumerate(kept):
+        rows[row] = [*boxes[i], class_ids[i], scores[i]]
+    return rows
+
+
+def random_nms_case(rng, batch, count, num_classes, present):
+    """Boxes in [0, 1] jittered around 4 cluster boxes (IoUs spread over (0, 1)), scores
+    from 6 values (many exact ties), classes drawn from `present` foreground classes (the
+    others absent) or background; the last image is all background (no candidates)."""
+    cluster = rng.integers(0, 4, (batch, count))
+    size = rng.uniform(0.05, 0.3, (4, 2))[cluster]
+    centres = rng.uniform(0.15, 0.85, (4, 2))[cluster] + rng.normal(0, 0.15, size.shape) * size
+    sizes = size * rng.uniform(0.8, 1.25, size.shape)
+    boxes = np.clip(np.concatenate([centres - sizes / 2, centres + sizes / 2], -1), 0, 1)
+    scores = rng.choice(np.float32([0.55, 0.7, 0.8, 0.9, 0.95, 0.99]), (batch, count))
+    classes = rng.choice(1 + rng.permutation(num_classes - 1)[:present], (batch, count))
+    class_ids = np.where(rng.uniform(size=(batch, count)) < 0.2, 0, classes)
+    class_ids[-1] = 0
+    return boxes.astype(np.float32), scores.astype(np.float32), class_ids.astype(np.int32)
+
+
+def rows_of(keep_fn, boxes, scores, class_ids, candidates, num_classes, max_instances,
+            iou_threshold):
+    tensors = [tf.constant(boxes), tf.constant(scores), tf.constant(class_ids),
+               tf.constant(candidates)]
+    keep = keep_fn(*tensors, num_classes, max_instances, iou_threshold)
+    return top_detections(tensors[0], tensors[2], tensors[1], keep, max_instances).numpy()
+
+
+@pytest.mark.parametrize("num_classes, present, max_instances, min_conf, iou_threshold", [
+    (81, 6, 10, 0.7, 0.3),     # few classes present, cap below the survivors
+    (81, 80, 100, 0.0, 0.3),   # every class, cap above the survivors: zero rows
+    (81, 12, 25, 0.8, 0.5),
+    (5, 4, 8, 0.0, 0.7),       # few classes: long runs per class, many ties
+    (5, 2, 3, 1.0, 0.3),       # no candidates at all
+])
+def test_class_offset_nms_equals_per_class_nms(num_classes, present, max_instances, min_conf,
+                                               iou_threshold):
+    fast_path = 0
+    for seed in range(8):
+        rng = np.random.default_rng(100 * num_classes + 10 * present + seed)
+        boxes, scores, class_ids = random_nms_case(rng, 3, 120, num_classes, present)
+        candidates = (class_ids > 0) & (scores >= min_conf)
+        args = (boxes, scores, class_ids, candidates, num_classes, max_instances,
+                iou_threshold)
+        got = rows_of(class_offset_nms_keep, *args)
+        expected = np.stack([numpy_nms_rows(boxes[b], scores[b], class_ids[b],
+                                            candidates[b], max_instances, iou_threshold)
+                             for b in range(3)])
+        np.testing.assert_array_equal(got, expected, err_msg=f"seed {seed}")
+        np.testing.assert_array_equal(rows_of(before_per_class_nms_keep, *args), expected,
+                                      err_msg=f"seed {seed}")
+        _, holds = class_offset_nms(*(tf.constant(a) for a in args[:4]), *args[4:])
+        fast_path += int(np.all(holds.numpy()))
+        assert not np.any(got[-1]), "an image without candidates has no detections"
+    # The single NMS itself must be what matched, not the per-class fallback.
+    assert fast_path == 8
+
+
+def search_threshold_flip(box, shift, iou_threshold):
+    """A box B next to `box` (B's y moved by whole float32 steps around IoU = threshold)
+    whose kernel decision flips when both boxes are shifted by `shift`, or None."""
+    f = np.float32
+    threshold = f(iou_threshold)
+    height = f(box[2] - box[0])
+    move = height * (1 - iou_threshold) / (1 + iou_threshold)   # IoU(move) = threshold
+    y1 = f(box[0] + move)
+    for _ in range(400):
+        y1 = np.nextafter(y1, f(0))
+    for _ in range(800):
+        y1 = np.nextafter(y1, f(1))
+        other = np.array([y1, box[1], y1 + height, box[3]], f)
+        if (f32_iou(other, box) > threshold) != (
+                f32_iou(other + shift, box + shift) > threshold):
+            return other
+    return None
+
+
+def test_rounding_flip_from_the_shift_falls_back_to_per_class_nms():
+    num_classes, iou_threshold = 81, 0.3
+    class_ids = np.int32([[80, 80, 3]])        # class 80 gets the largest shift
+    shift = class_offsets(tf.constant(class_ids), num_classes).numpy()[0, 0]
+    assert np.max(np.abs(shift)) == 4
+    box = np.float32([0.2, 0.2, 0.5, 0.5])
+    other = search_threshold_flip(box, shift, iou_threshold)
+    assert other is not None
+    pair = np.stack([box, other])
+    plain = tf.image.non_max_suppression(pair, [0.9, 0.8], 10, iou_threshold).numpy()
+    shifted = tf.image.non_max_suppression(pair + shift, [0.9, 0.8], 10,
+                                           iou_threshold).numpy()
+    assert len(plain) != len(shifted)         # the kernel itself flips on the shifted pair
+    boxes = np.stack([box, other, [0.6, 0.6, 0.7, 0.7]])[None].astype(np.float32)
+    scores = np.float32([[0.9, 0.8, 0.7]])
+    candidates = np.ones((1, 3), bool)
+    args = (boxes, scores, class_ids, candidates, num_classes, 5, iou_threshold)
+    _, holds = class_offset_nms(*(tf.constant(a) for a in args[:4]), *args[4:])
+    assert not holds.numpy()[0]
+    expected = numpy_nms_rows(boxes[0], scores[0], class_ids[0], candidates[0], 5,
+                              iou_threshold)
+    assert np.count_nonzero(expected[:, 5]) == len(plain) + 1
+    np.testing.assert_array_equal(rows_of(class_offset_nms_keep, *args)[0], expected)
+    np.testing.assert_array_equal(rows_of(before_per_class_nms_keep, *args)[0], expected)
+
+
+def test_nms_kernel_iou_decides_as_the_kernel_at_the_threshold():
+    # Pairs within a few float32 steps of IoU = threshold: nms_kernel_iou > threshold
+    # must say exactly what the NMS kernel decides on the pair.
+    rng = np.random.default_rng(7)
+    decisions = []
+    for _ in range(150):
+        y1, x1 = rng.uniform(0, 0.5, 2).astype(np.float32)
+        h, w = rng.uniform(0.01, 0.4, 2).astype(np.float32)
+        box = np.float32([y1, x1, y1 + h, x1 + w])
+        threshold = np.float32(rng.choice([0.3, 0.5, 0.7]))
+        move = np.float32(y1 + h * (1 - threshold) / (1 + threshold))
+        steps = int(rng.integers(-3, 4))
+        for _ in range(abs(steps)):
+            move = np.nextafter(move, np.float32(steps))
+        other = np.float32([move, x1, move + h, x1 + w])
+        kept = tf.image.non_max_suppression(np.stack([box, other]), [0.9, 0.8], 2,
+                                            float(threshold)).numpy()
+        suppressed = bool(nms_kernel_iou(tf.constant(other), tf.constant(box)) > threshold)
+        assert suppressed == (len(kept) == 1), (box, other, threshold)
+        decisions.append(suppressed)
+    assert 10 < sum(decisions) < 140           # both sides of the threshold were tested
+
+
+def test_greedy_rule_holds_only_for_the_greedy_selection():
+    boxes = tf.constant([[0.1, 0.1, 0.4, 0.4],    # 0 class 1 .9
+                         [0.1, 0.1, 0.4, 0.41],   # 1 class 1 .8, IoU .97 with 0
+                         [0.6, 0.6, 0.9, 0.9],    # 2 class 1 .7
+                         [0.1, 0.1, 0.4, 0.4],    # 3 class 2 .8, on top of 0: other class
+                         [0.5, 0.5, 0.6, 0.6]])   # 4 background
+    scores = tf.constant([0.9, 0.8, 0.7, 0.8, 0.95])
+    class_ids = tf.constant([1, 1, 1, 2, 0])
+    candidates = tf.constant([True, True, True, True, False])
+
+    def holds(selected, max_instances=10):
+        return bool(greedy_rule_holds(boxes, scores, class_ids, candidates,
+                                      tf.constant(selected, tf.int32), max_instances, 0.5))
+
+    assert holds([0, 3, 2])
+    assert not holds([0, 2])                   # 3 missing
+    assert not holds([0, 1, 3, 2])             # 1 suppressed by 0
+    assert not holds([3, 1, 2])                # 0 missing, 1 kept instead
+    assert holds([0, 3], max_instances=2)      # capped: 2 not visited
+    assert not holds([0], max_instances=2)     # 3 visited before the cap filled
+    assert holds([0], max_instances=1)
+    assert bool(greedy_rule_holds(boxes, scores, class_ids, tf.zeros([5], tf.bool),
+                                  tf.zeros([0], tf.int32), 10, 0.5))
+
+
+def random_layer_case(rng, batch, count, num_classes):
+    """ROIs in 3 clusters, small deltas, and peaked probabilities from 4 peak values (many
+    exact score ties) over a random class, background included."""
+    centres = rng.uniform(0.2, 0.8, (3, 2))[rng.integers(0, 3, (batch, count))]
+    centres = centres + rng.normal(0, 0.03, (batch, count, 2))
+    sizes = rng.uniform(0.05, 0.3, (batch, count, 2))
+    rois = np.concatenate([centres - sizes / 2, centres + sizes / 2], -1).astype(np.float32)
+    peak = rng.choice(np.float32([0.55, 0.7, 0.8, 0.9]), (batch, count))
+    probs = np.repeat(((1 - peak) / (num_classes - 1))[..., None], num_classes, -1)
+    best = rng.integers(0, num_classes, (batch, count))
+    np.put_along_axis(probs, best[..., None], peak[..., None], -1)
+    deltas = rng.normal(0, 0.5, (batch, count, num_classes, 4)).astype(np.float32)
+    metas = np.stack([meta(128, 128, (16, 0, 112, 128), num_classes)] * batch)
+    return rois, probs.astype(np.float32), deltas, metas
+
+
+@pytest.mark.parametrize("num_classes, max_instances, min_conf, nms_threshold", [
+    (81, 100, 0.0, 0.3), (81, 10, 0.7, 0.3), (5, 6, 0.5, 0.5)])
+def test_layer_rows_equal_the_per_class_layer(num_classes, max_instances, min_conf,
+                                              nms_threshold):
+    layer = make_layer(max_instances, min_conf, nms_threshold)
+    for seed in range(4):
+        rng = np.random.default_rng(1000 * num_classes + seed)
+        rois, probs, deltas, metas = random_layer_case(rng, 2, 150, num_classes)
+        got = layer([rois, probs, deltas, metas]).numpy()
+        class_ids, scores, boxes = best_class_boxes(
+            tf.constant(rois), tf.constant(probs), tf.constant(deltas),
+            normalised_window(metas), tf.constant(STD))
+        keep = before_per_class_nms_keep(boxes, scores, class_ids,
+                                         (class_ids > 0) & (scores >= min_conf), num_classes,
+                                         max_instances, nms_threshold)
+        expected = top_detections(boxes, class_ids, scores, keep, max_instances).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=f"seed {seed}")
+        assert np.count_nonzero(got[..., 5]) >= 4
