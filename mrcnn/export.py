@@ -22,13 +22,13 @@ Outputs (D = DETECTION_MAX_INSTANCES; rows past `num_detections` are zero/False)
     class_ids int32 [B, D], scores float32 [B, D],
     masks bool [B, D, H, W], num_detections int32 [B].
 
-Differences from `detect()`: TensorFlow's bilinear resize computes in float32 where
-OpenCV (used by `utils.resize_image`) computes in float64 with float32 coefficients, so
-after truncation a molded pixel can differ by one grey level where the interpolated value
-lies next to an integer; an integer scale or no resize (an image whose long side already
-equals IMAGE_MAX_DIM in "square" mode) molds identically. Mask pasting evaluates the same
-bilinear weights as OpenCV but sums them in another order, so a pixel whose mask value
-is within float rounding of 0.5 can flip.
+Differences from `detect()`: TensorFlow's bilinear resize and OpenCV's (used by
+`utils.resize_image`, in float32 for uint8 images) round their float32 arithmetic
+differently, so after truncation a molded pixel can differ by one grey level where the
+interpolated value lies next to an integer; an integer scale or no resize (an image whose
+long side already equals IMAGE_MAX_DIM in "square" mode) molds identically. Mask pasting
+evaluates the same bilinear weights as OpenCV but sums them in another order, so a pixel
+whose mask value is within float rounding of 0.5 can flip.
 """
 import tensorflow as tf
 

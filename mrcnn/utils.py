@@ -435,7 +435,7 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
 
     scale = _scale_for(h, w, min_dim, max_dim, min_scale, mode)
     if scale != 1:
-        image = resize(image, _scaled_shape(h, w, scale), preserve_range=True)
+        image = _resize_pixels(image, *_scaled_shape(h, w, scale))
     h, w = image.shape[:2]
 
     if mode == "square":
@@ -456,7 +456,25 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
         crop = (y, x, min_dim, min_dim)
         image = image[y:y + min_dim, x:x + min_dim]
         window = (0, 0, min_dim, min_dim)
-    return image.astype(image_dtype), window, scale, padding, crop
+    # A copy also where the crop is a view of the caller's image (scale 1).
+    return image.astype(image_dtype, copy=crop is not None), window, scale, padding, crop
+
+
+def _resize_pixels(image, out_h, out_w):
+    """resize_image's bilinear resize (OpenCV, half-pixel centres, edges replicated).
+
+    image: [H, W] or [H, W, C] of any dtype. Returns [out_h, out_w(, C)] of the same dtype,
+    integers truncated. 8-bit images are resized in float32, exact for their 0..255 values
+    up to the rounding of float32 weights: where the float64 value lies within about 3e-5
+    of an integer, truncation can land one level apart (measured on random images: a few
+    values in 100,000 at COCO sizes, at most 3.5e-4 of them). Other dtypes are resized as
+    `resize(..., preserve_range=True)` does (float64 for integers).
+    """
+    if image.dtype.itemsize == 1 and image.dtype.kind in "ui":
+        resized = _cv2_bilinear(image.astype(np.float32), out_h, out_w)
+    else:
+        resized = resize(image, (out_h, out_w), preserve_range=True)
+    return resized.astype(image.dtype)
 
 
 def _nearest_indices(n_in, n_out):

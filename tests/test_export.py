@@ -184,7 +184,7 @@ def test_molding_matches_resize_image(shape, exact):
     if exact:
         assert difference.max() == 0
     else:
-        # float32 (TF) vs float64 (OpenCV) interpolation, then truncation to integers.
+        # TF's and OpenCV's float32 interpolation round differently, then truncation.
         assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
 
 

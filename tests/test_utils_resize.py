@@ -73,6 +73,32 @@ def test_resize_image_uint8_matches_the_skimage_recipe():
     assert (inside == 0).mean() > 0.999
 
 
+@pytest.mark.parametrize("in_shape, kwargs", [
+    ((427, 640), dict(max_dim=1024, min_dim=683)), ((333, 517), dict(max_dim=1024, min_dim=660)),
+    ((375, 500), dict(max_dim=1088, min_dim=800)), ((37, 53), dict(max_dim=192, min_scale=2.7)),
+    ((64, 64), dict(max_dim=32, min_dim=None)), ((1000, 1500), dict(max_dim=1024))])
+def test_resize_image_of_uint8_is_the_float64_recipe_to_one_level_in_rare_pixels(
+        in_shape, kwargs):
+    """8-bit images resize in float32: against skimage's float64 bilinear (edge mode, the
+    edge replication resize_image uses) truncated to uint8, a pixel can differ by one level
+    where the float64 value lies within float32 rounding of an integer. Measured here: 0 to
+    74 of 2.1 million values at COCO sizes, at most a share of 3.5e-4 (15 of 42,900 at
+    37x53 -> 100x143); bound 1e-3."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, in_shape + (3,)).astype(np.uint8)
+    ours, window, scale, _, _ = utils.resize_image(image, **kwargs)
+    y1, x1, y2, x2 = window
+    out_shape = (y2 - y1, x2 - x1)
+    assert scale != 1 and ours.dtype == np.uint8
+    reference = _skimage(image, out_shape, "edge").astype(np.uint8)
+    difference = ours[y1:y2, x1:x2].astype(int) - reference
+    assert np.abs(difference).max() <= 1
+    assert np.count_nonzero(difference) <= 1e-3 * difference.size
+    # Interpolating between equal values is exact.
+    flat_out, *_ = utils.resize_image(np.full(in_shape + (3,), 117, np.uint8), **kwargs)
+    assert np.all(flat_out[y1:y2, x1:x2] == 117)
+
+
 # ------------------------------------------------------------- resize_image
 
 def test_resize_image_square_hand_numbers():
