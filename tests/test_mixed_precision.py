@@ -61,7 +61,9 @@ class StepRecorder(keras.callbacks.Callback):
         self.steps.append(np.asarray(self.model.last_step_values.numpy()))
 
 
-@pytest.fixture(scope="module", params=POLICIES)
+# float16 arithmetic is emulated on CPUs: its fixture takes ~30 s on 2 cores (bfloat16 ~12 s).
+@pytest.fixture(scope="module",
+                params=[POLICIES[0], pytest.param(POLICIES[1], marks=pytest.mark.slow)])
 def trained(request, tmp_path_factory):
     """A tiny model trained STEPS steps under a policy, and its inference twin."""
     keras.utils.set_random_seed(0)
@@ -125,7 +127,7 @@ def test_a_few_steps_train_with_finite_losses_and_skip_only_overflows(trained):
     assert np.all(steps[:, 1:-1] > 0)
     after = trained["model"].get_weights()
     moved = sum(not np.array_equal(a, b) for a, b in zip(trained["initial"], after))
-    assert moved > 0.5 * len(after)
+    assert moved > 0.5 * len(after)          # measured: every weight moved (ratio 1.0)
     assert all(np.all(np.isfinite(w)) for w in after)
     optimizer, applied = trained["optimizer"], int(trained["optimizer"].iterations.numpy())
     if trained["policy"] == "mixed_float16":
@@ -188,15 +190,22 @@ def test_mixed_graph_computes_the_float32_graph_to_16_bit_precision(trained):
     exact = reference(feed, training=False)
     rpn_error = np.abs(np.asarray(mixed["rpn_class"], np.float32) - exact["rpn_class"].numpy())
     # bfloat16 keeps 8 bits of mantissa, float16 11: a few of the last bits are lost
-    # through the 20-odd layers of the backbone and FPN.
+    # through the 20-odd layers of the backbone and FPN. Measured (mean, max): bfloat16
+    # (0.00055, 0.069) against bounds (0.01, 0.2); float16 (0.00012, 0.0065) against
+    # (0.002, 0.04).
     tolerance = 0.05 if trained["policy"] == "mixed_bfloat16" else 0.01
     assert rpn_error.mean() < tolerance / 5 and rpn_error.max() < 4 * tolerance, (
         rpn_error.mean(), rpn_error.max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trained", ["mixed_float16"], indirect=True)
 def test_loss_scale_overflow_skips_the_step_halves_the_scale_and_growth_doubles_it(trained):
-    config, model = trained["config"], trained["model"]
+    # A model of its own with the fixture's trained weights: recompiling and stepping the
+    # fixture's model would change what the other tests of the fixture see.
+    config = trained["config"]
+    model = _training_model(config)
+    weights_io.load_weights(model, trained["weights"])
     optimizer = keras.optimizers.LossScaleOptimizer(
         training.SummedGradientSGD(learning_rate=0.01, momentum=0.9, clipnorm=5.0),
         initial_scale=2.0 ** 40, dynamic_growth_steps=2)
