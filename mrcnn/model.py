@@ -297,27 +297,33 @@ class MaskRCNN:
                                            image_shape, window)
 
     def _predict(self, molded_images, image_metas):
-        """Run the inference graph on one batch: (detections, mrcnn_mask) as numpy."""
+        """Run the inference graph on one batch of any size, fetching what detect() needs.
+
+        Args:
+            molded_images: float32 [B, h, w, C], one size; image_metas: float32 [B, META].
+        Returns:
+            numpy detections float32 [B, D, 6] and detection_masks float32
+            [B, D, mh, mw] (each detection's mask of its class); the whole mrcnn_mask
+            [B, D, mh, mw, NC] stays in the graph.
+        """
+        images = tf.constant(molded_images, tf.float32)
+        metas = tf.constant(image_metas, tf.float32)
         if self._predict_fn is None:
-            model = self.keras_model
-
-            @tf.function(reduce_retracing=True)
-            def predict(images, metas):
-                outputs = model({"input_image": images, "input_image_meta": metas},
-                                training=False)
-                return outputs["detections"], outputs["mrcnn_mask"]
-
-            self._predict_fn = predict
-        detections, masks = self._predict_fn(tf.constant(molded_images, tf.float32),
-                                             tf.constant(image_metas, tf.float32))
+            self._predict_fn = _detection_function(self.keras_model)
+            # Traced for any batch size, so partial batches need no padding.
+            self._predict_fn.get_concrete_function(
+                tf.TensorSpec([None] + list(images.shape[1:]), tf.float32),
+                tf.TensorSpec([None, metas.shape[1]], tf.float32))
+        detections, masks = self._predict_fn(images, metas)
         return detections.numpy(), masks.numpy()
 
     def detect(self, images, verbose=0):
         """Detect instances in any number of images of any sizes.
 
-        Images are molded, run in batches of BATCH_SIZE (the last one padded) and mapped
-        back to their own pixels. A crop-mode config molds as "pad64" (the training
-        crops' scale, the whole image; see `mrcnn.inference`).
+        Images are molded, run in batches of up to BATCH_SIZE images of one molded size
+        (a partial batch runs as it is, unpadded) and mapped back to their own pixels.
+        A crop-mode config molds as "pad64" (the training crops' scale, the whole
+        image; see `mrcnn.inference`).
 
         Args:
             images: a list of [H, W, 3] images, one [H, W, 3] image, or a [B, H, W, 3]
@@ -346,9 +352,7 @@ class MaskRCNN:
             if verbose:
                 log("molded_images", batch_images)
                 log("image_metas", batch_metas)
-            padded_images, padded_metas = _pad_batch(batch_images, batch_metas,
-                                                     self.config.BATCH_SIZE)
-            detections, masks = self._predict(padded_images, padded_metas)
+            detections, masks = self._predict(batch_images, batch_metas)
             for row, index in enumerate(batch):
                 rois, class_ids, scores, full_masks = self.unmold_detections(
                     detections[row], masks[row], images[index].shape,
@@ -378,9 +382,8 @@ class MaskRCNN:
         results = []
         for start in range(0, len(molded_images), self.config.BATCH_SIZE):
             stop = start + self.config.BATCH_SIZE
-            images, metas = _pad_batch(molded_images[start:stop], image_metas[start:stop],
-                                       self.config.BATCH_SIZE)
-            detections, masks = self._predict(images, metas)
+            detections, masks = self._predict(molded_images[start:stop],
+                                              image_metas[start:stop])
             for row in range(min(stop, len(molded_images)) - start):
                 index = start + row
                 rois, class_ids, scores, full_masks = self.unmold_detections(
@@ -443,11 +446,20 @@ class MaskRCNN:
         return result
 
 
-def _pad_batch(images, metas, batch_size):
-    """Repeat the last image so the batch is full (the graph's batch size is fixed)."""
-    missing = batch_size - len(images)
-    if missing <= 0:
-        return images, metas
-    images = np.concatenate([images, np.repeat(images[-1:], missing, axis=0)])
-    metas = np.concatenate([metas, np.repeat(metas[-1:], missing, axis=0)])
-    return images, metas
+def _detection_function(keras_model):
+    """tf.function (images, metas) -> (detections, detection_masks) of the inference graph.
+
+    It runs the sub-model of `keras_model` that ends in these two outputs, so nothing
+    else (the per-class mrcnn_mask above all) is copied out of the graph.
+    """
+    detector = keras.Model(inputs=keras_model.input,
+                           outputs=[keras_model.get_layer("mrcnn_detection").output,
+                                    keras_model.get_layer("detection_masks").output])
+
+    @tf.function(reduce_retracing=True)
+    def detect(images, metas):
+        detections, masks = detector({"input_image": images, "input_image_meta": metas},
+                                     training=False)
+        return detections, masks
+
+    return detect

@@ -261,3 +261,22 @@ def test_unmold_matches_the_numpy_unmold():
     for i in range(2):
         assert _mask_iou(out["masks"][0, i].numpy(), full[..., i]) >= 0.99
     assert not out["masks"][0, 2:].numpy().any() and not out["boxes"][0, 2:].numpy().any()
+
+
+def test_unmold_takes_the_graphs_class_masks_or_every_class():
+    """detection_masks [B, D, mh, mw] and mrcnn_mask [B, D, mh, mw, NC] unmold alike."""
+    detections = np.zeros((2, 4, 6), np.float32)
+    detections[0, 0] = [0.10, 0.20, 0.60, 0.70, 2, 0.9]
+    detections[0, 1] = [0.50, 0.15, 0.95, 0.80, 3, 0.7]
+    detections[1, 0] = [0.20, 0.20, 0.90, 0.50, 1, 0.8]
+    every_class = np.random.RandomState(10).uniform(0, 1, (2, 4, 28, 28, 4)).astype(np.float32)
+    class_ids = detections[..., 4].astype(int)
+    picked = np.take_along_axis(every_class, class_ids[:, :, None, None, None], axis=4)[..., 0]
+    picked[class_ids == 0] = 0
+    args = (tf.constant([64, 48]), tf.constant([128, 128]), tf.constant([0, 16, 128, 112]))
+    a = export.unmold_detections(tf.constant(detections), tf.constant(every_class), *args)
+    b = export.unmold_detections(tf.constant(detections), tf.constant(picked), *args)
+    assert list(a["num_detections"].numpy()) == [2, 1]
+    for name in export.SERVING_OUTPUTS:
+        np.testing.assert_array_equal(a[name].numpy(), b[name].numpy())
+    assert a["masks"].numpy()[0, :2].any(axis=(1, 2)).all()

@@ -62,12 +62,12 @@ def stub_graph(monkeypatch, model, molded_hw, detections):
     detections: list of (molded pixel box, class id, score, 28x28 mask of that class).
     Returns a dict that receives the molded images and metas the graph was given.
     """
-    classes = model.config.NUM_CLASSES
     rows = np.zeros((model.config.DETECTION_MAX_INSTANCES, 6), np.float32)
-    masks = np.zeros((model.config.DETECTION_MAX_INSTANCES, 28, 28, classes), np.float32)
+    # _predict returns each detection's mask of its class (the graph's detection_masks).
+    masks = np.zeros((model.config.DETECTION_MAX_INSTANCES, 28, 28), np.float32)
     for i, (box, class_id, score, mask) in enumerate(detections):
         rows[i] = norm(box, molded_hw) + [class_id, score]
-        masks[i, :, :, class_id] = mask
+        masks[i] = mask
     seen = {}
 
     def predict(images, metas):

@@ -13,6 +13,7 @@ import keras
 
 from mrcnn.nn.anchors import PyramidAnchors
 from mrcnn.nn.backbone import resnet_graph
+from mrcnn.nn.class_masks import ClassMasks
 from mrcnn.nn.detection import DetectionLayer
 from mrcnn.nn.fpn import build_fpn
 from mrcnn.nn.glue_layers import AppendBoxes, DetectionBoxes, LeadingRows, NormalizeBoxes
@@ -164,8 +165,10 @@ def build_inference_graph(config):
         (inputs, outputs) with outputs detections [B, D, 6] (y1, x1, y2, x2, class_id,
         score; normalised), mrcnn_class [B, R, NC], mrcnn_bbox [B, R, NC, 4],
         mrcnn_mask [B, D, mh, mw, NC], rpn_rois [B, R, 4], rpn_class [B, A, 2],
-        rpn_bbox [B, A, 4], with D = DETECTION_MAX_INSTANCES and
-        R = POST_NMS_ROIS_INFERENCE.
+        rpn_bbox [B, A, 4] (upstream's seven), and detection_masks [B, D, mh, mw], each
+        detection's mask of its own class (zeros for padding rows), with
+        D = DETECTION_MAX_INSTANCES and R = POST_NMS_ROIS_INFERENCE. The graph takes any
+        batch size B.
     """
     image, meta = image_inputs(config, "inference")
     inputs = {"input_image": image, "input_image_meta": meta}
@@ -185,6 +188,7 @@ def build_inference_graph(config):
                                       channels=config.MASK_HEAD_CONV_SIZE,
                                       roi_align_mode=config.ROI_ALIGN_MODE,
                                       sampling_ratio=config.SAMPLING_RATIO)
+    detection_masks = ClassMasks(name="detection_masks")([mrcnn_mask, detections])
     outputs = {
         "detections": detections,
         "mrcnn_class": mrcnn_class,
@@ -193,5 +197,6 @@ def build_inference_graph(config):
         "rpn_rois": rpn["rpn_rois"],
         "rpn_class": rpn["rpn_class"],
         "rpn_bbox": rpn["rpn_bbox"],
+        "detection_masks": detection_masks,
     }
     return inputs, outputs
