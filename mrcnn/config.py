@@ -116,9 +116,13 @@ class Config:
     # Linear learning-rate warm-up over this many optimizer steps at the start of training.
     LEARNING_RATE_WARMUP_STEPS = 0
     # "constant", or "cosine": decay to LEARNING_RATE * LEARNING_RATE_MIN_FACTOR over the
-    # steps of one `train()` call.
+    # steps of one training stage (a `train()` call; a resumed run continues its stage).
     LEARNING_RATE_SCHEDULE = "constant"
     LEARNING_RATE_MIN_FACTOR = 0.0
+    # The progress bar, TensorBoard's batch summaries, custom callbacks' batch hooks and
+    # the non-finite check run every this many optimizer steps (rounded down to a
+    # divisor of STEPS_PER_EPOCH), not after each one: each of them waits for the device.
+    LOG_EVERY_N_STEPS = 100
     # Channels of the RPN's shared 3x3 conv and of the mask head's convs (upstream: 512 and
     # 256, fixed). Narrower heads train much faster on a CPU; weights of other widths do
     # not load into them.
@@ -405,6 +409,7 @@ class Config:
             raise ConfigError(f"LEARNING_RATE_SCHEDULE must be one of {LR_SCHEDULES}, "
                               f"got {self.LEARNING_RATE_SCHEDULE!r}")
         _require_int(self, "LEARNING_RATE_WARMUP_STEPS", minimum=0)
+        _require_int(self, "LOG_EVERY_N_STEPS", minimum=1)
         if not 0 <= self.LEARNING_RATE_MIN_FACTOR <= 1:
             raise ConfigError(f"LEARNING_RATE_MIN_FACTOR must be in [0, 1], "
                               f"got {self.LEARNING_RATE_MIN_FACTOR}")

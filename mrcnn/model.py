@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import distribute, inference, training, utils, weights_io
+from mrcnn import distribute, inference, schedule, training, utils, weights_io
 from mrcnn.data import (DataGenerator, build_rpn_targets, data_generator,  # noqa: F401
                         load_image_gt, mold_image, unmold_image)
 from mrcnn.image_meta import (compose_image_meta, parse_image_meta,  # noqa: F401
@@ -68,6 +68,7 @@ class MaskRCNN:
         self.epoch = 0
         self._anchor_cache = {}
         self._predict_fn = None
+        self._checkpoint_stage = None   # schedule.TrainingStage of the loaded checkpoint
         self.set_log_dir()
         # Training runs under the strategy of GPU_COUNT / TF_CONFIG (see mrcnn.distribute).
         self.strategy = (distribute.strategy_for(config) if mode == "training"
@@ -166,6 +167,7 @@ class MaskRCNN:
             print(f"Loaded {len(report['loaded'])} layers from {filepath}"
                   + (f"; not in the file: {report['missing']}" if report["missing"] else ""))
         self.set_log_dir(filepath)
+        self._checkpoint_stage = schedule.TrainingStage.read(filepath)
         return LoadReport(report)
 
     def get_imagenet_weights(self, weights="imagenet"):
@@ -183,15 +185,32 @@ class MaskRCNN:
         return export.export_saved_model(self, export_dir)
 
     # --- Training ---------------------------------------------------------------------
-    def compile(self, learning_rate, momentum=None, total_steps=1):
-        """Attach a fresh SGD optimiser (upstream compiles at every `train()`)."""
-        del momentum  # taken from config.LEARNING_MOMENTUM
-        training.compile_model(self.keras_model, self.config, learning_rate, total_steps)
+    def compile(self, learning_rate, momentum=None, total_steps=1, first_step=0,
+                steps_per_execution=1):
+        """Attach a fresh SGD optimiser (upstream compiles at every `train()`).
+
+        Args:
+            learning_rate: base learning rate of the schedule.
+            momentum: SGD momentum; None: config.LEARNING_MOMENTUM.
+            total_steps, first_step: the stage's length in optimizer steps and the steps
+                of it already taken (see mrcnn.schedule).
+            steps_per_execution: optimizer steps between two calls of the callbacks'
+                batch hooks (see training.steps_per_execution).
+        """
+        training.compile_model(self.keras_model, self.config, learning_rate, total_steps,
+                               momentum=momentum, first_step=first_step,
+                               steps_per_execution=steps_per_execution)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              verbose=1, workers=None):
+              verbose=1, workers=None, stage_start_epoch=None):
         """Train until `epochs` (cumulative, as upstream) with the selected layers.
+
+        The call is one training stage: its learning-rate schedule (warm-up, cosine decay)
+        spans the epochs from the stage's start to `epochs`. A new call starts a new
+        stage at `self.epoch`. After `load_weights` of a checkpoint written by the same
+        call (same learning_rate, epochs and layers), the call resumes that stage and
+        continues its schedule where the checkpoint left it (see mrcnn.schedule).
 
         Args:
             train_dataset, val_dataset: prepared `Dataset`s.
@@ -202,6 +221,8 @@ class MaskRCNN:
             custom_callbacks: extra keras callbacks.
             no_augmentation_sources: dataset sources whose images are not augmented.
             workers: input threads; None: config.DATA_WORKERS (None: every usable CPU).
+            stage_start_epoch: None (new stage, or the resumed checkpoint's), or the
+                epoch at which this stage's schedule started, explicitly.
         Returns:
             the keras History of this stage.
         Raises:
@@ -232,18 +253,28 @@ class MaskRCNN:
                                       workers=workers)
         os.makedirs(self.log_dir, exist_ok=True)
         training.set_trainable(self.keras_model, layers, verbose=0)
-        steps = max(epochs - self.epoch, 0) * self.config.STEPS_PER_EPOCH
-        self.compile(learning_rate, total_steps=steps)
+        steps_per_epoch = self.config.STEPS_PER_EPOCH
+        stage = schedule.stage_of_call(self.epoch, learning_rate, epochs, layers,
+                                       self._checkpoint_stage, stage_start_epoch)
+        self.compile(learning_rate, total_steps=stage.total_steps(steps_per_epoch),
+                     first_step=stage.first_step(self.epoch, steps_per_epoch),
+                     steps_per_execution=training.steps_per_execution(
+                         self.config, self.strategy.num_replicas_in_sync))
 
         guard = training.NonFiniteGuard()
-        saver = training.CheckpointSaver(self.checkpoint_path, guard, self.config.to_json())
+        saver = training.CheckpointSaver(self.checkpoint_path, guard, self.config.to_json(),
+                                         stage=stage)
+        tensorboard_dir = self._tensorboard_dir()
         callbacks = [guard, saver,
-                     keras.callbacks.TensorBoard(log_dir=self._tensorboard_dir(),
-                                                 update_freq="batch",
-                                                 write_graph=False)]
+                     training.StepSummaries(tensorboard_dir, steps_per_epoch),
+                     keras.callbacks.TensorBoard(log_dir=tensorboard_dir,
+                                                 update_freq="epoch", write_graph=False)]
         callbacks += list(custom_callbacks or [])
         if verbose:
             log(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
+            if stage.start_epoch < self.epoch:
+                log(f"Continuing the schedule of the stage begun at epoch "
+                    f"{stage.start_epoch}")
             log(f"Checkpoint Path: {self.checkpoint_path}")
         with training.expected_retracing():
             history = self.keras_model.fit(
@@ -255,6 +286,8 @@ class MaskRCNN:
                 shuffle=False, verbose=verbose)
         if guard.tripped:
             raise training.TrainingDivergedError(guard.message + self._last_good(saver))
+        if epochs > self.epoch:            # a call that trained nothing leaves it alone
+            self._checkpoint_stage = stage
         self.epoch = max(self.epoch, epochs)
         return history
 

@@ -17,6 +17,7 @@ and the scale halved, as Keras does, without stopping training.
 import contextlib
 import logging
 import math
+import os
 import re
 
 import keras
@@ -26,6 +27,7 @@ import tensorflow as tf
 from mrcnn.config import LOSS_NAMES
 from mrcnn.nn import losses as loss_fns
 from mrcnn import distribute, weights_io
+from mrcnn.schedule import LearningRateSchedule  # noqa: F401 (part of this module's API)
 
 # Upstream's layer selections for `train(layers=...)`.
 LAYER_REGEX = {
@@ -199,6 +201,18 @@ class TrainingModel(keras.Model):
         # that the step handled). Every replica writes the same, all-reduced values.
         self.last_step_values = tf.Variable(
             tf.zeros([len(LOSS_NAMES) + 2]), trainable=False, name="last_step_values")
+        # The first non-finite step since NonFiniteGuard reset it: its step in the epoch
+        # (1-based; 0: none yet), then the values as in last_step_values. Kept on the
+        # device, so the guard reads it only every few steps (see NonFiniteGuard).
+        self.first_non_finite = tf.Variable(
+            tf.zeros([len(LOSS_NAMES) + 3]), trainable=False, name="first_non_finite")
+        # Steps run in the current epoch (NonFiniteGuard resets it at each epoch start).
+        self.epoch_steps = tf.Variable(0.0, trainable=False, name="epoch_steps")
+        # While True (NonFiniteGuard sets it for a fit), every step after the first
+        # non-finite one is skipped too, so the weights stay those before it until the
+        # guard sees the record and stops training.
+        self.halt_on_non_finite = tf.Variable(False, trainable=False,
+                                              name="halt_on_non_finite")
 
     @property
     def metrics(self):
@@ -281,6 +295,7 @@ class TrainingModel(keras.Model):
             # An overflow of a scale above 1 is the scale's fault, not the model's.
             overflow_handled = (losses_finite & tf.logical_not(gradients_finite)
                                 & (self.optimizer.dynamic_scale > 1.0))
+        halted = self.halt_on_non_finite & (self.first_non_finite[0] > 0.0)
         trained = [v for _, v in pairs]
 
         def apply(gradients, saved, overflow):
@@ -295,12 +310,22 @@ class TrainingModel(keras.Model):
             if loss_scaling:
                 _halve_loss_scale(self.optimizer, overflow)
 
-        run_branch(finite, apply, restore, (summed, saved_state, overflow_handled))
+        run_branch(finite & tf.logical_not(halted), apply, restore,
+                   (summed, saved_state, overflow_handled))
         gradients_usable = tf.logical_or(gradients_finite, overflow_handled)
-        self.last_step_values.assign(tf.stack(
-            [total] + [losses[name] for name in LOSS_NAMES]
-            + [tf.cast(gradients_usable, tf.float32)]))
+        values = tf.stack([total] + [losses[name] for name in LOSS_NAMES]
+                          + [tf.cast(gradients_usable, tf.float32)])
+        self.last_step_values.assign(values)
+        self._record_non_finite(values, losses_finite & gradients_usable)
         return self._update_trackers(total, losses, losses_finite)
+
+    def _record_non_finite(self, values, usable):
+        """Count the step; keep the values of the first step that was not `usable`."""
+        step = self.epoch_steps + 1.0
+        self.epoch_steps.assign(step)
+        first = tf.logical_not(usable) & tf.equal(self.first_non_finite[0], 0.0)
+        self.first_non_finite.assign(tf.where(
+            first, tf.concat([tf.reshape(step, [1]), values], 0), self.first_non_finite))
 
     def _apply_gradients(self, gradients, variables):
         """Apply gradients summed over replicas (and scaled, under loss scaling)."""
@@ -394,40 +419,6 @@ def _halve_loss_scale(optimizer, overflow):
     tf.cond(overflow, halve, lambda: tf.constant(False))
 
 
-class LearningRateSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then a constant or cosine-decayed learning rate.
-
-    lr(step) = base * min(1, (step + 1) / warmup_steps) * decay(step), where decay is 1
-    ("constant") or min_factor + (1 - min_factor) * (1 + cos(pi * t)) / 2 with
-    t = min(step / total_steps, 1) ("cosine"). Steps count optimizer updates of one
-    `train()` call.
-    """
-
-    def __init__(self, base_rate, warmup_steps=0, schedule="constant", total_steps=1,
-                 min_factor=0.0):
-        self.base_rate = float(base_rate)
-        self.warmup_steps = int(warmup_steps)
-        self.schedule = schedule
-        self.total_steps = max(int(total_steps), 1)
-        self.min_factor = float(min_factor)
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        rate = tf.constant(self.base_rate, tf.float32)
-        if self.warmup_steps > 0:
-            rate *= tf.minimum(1.0, (step + 1.0) / float(self.warmup_steps))
-        if self.schedule == "cosine":
-            progress = tf.minimum(step / float(self.total_steps), 1.0)
-            cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
-            rate *= self.min_factor + (1.0 - self.min_factor) * cosine
-        return rate
-
-    def get_config(self):
-        return {"base_rate": self.base_rate, "warmup_steps": self.warmup_steps,
-                "schedule": self.schedule, "total_steps": self.total_steps,
-                "min_factor": self.min_factor}
-
-
 @keras.saving.register_keras_serializable(package="mrcnn")
 class SummedGradientSGD(keras.optimizers.SGD):
     """SGD for gradients that the train step has already summed over replicas.
@@ -446,40 +437,69 @@ class SummedGradientSGD(keras.optimizers.SGD):
         return list(grads_and_vars)
 
 
-def make_optimizer(config, learning_rate, total_steps):
+def make_optimizer(config, learning_rate, total_steps, momentum=None, first_step=0):
     """SGD with momentum, upstream's gradient clipping and the configured schedule.
 
+    Args:
+        learning_rate: the stage's base learning rate.
+        total_steps: optimizer steps of the whole stage (the cosine decay's length).
+        momentum: SGD momentum; None: config.LEARNING_MOMENTUM.
+        first_step: the stage's steps taken before this optimizer's first update (a
+            resumed stage continues its schedule there; see mrcnn.schedule).
     Under config.MIXED_PRECISION == "mixed_float16" the SGD is wrapped in a
     keras.optimizers.LossScaleOptimizer (dynamic loss scale). Create it inside the
     strategy's scope when training on several replicas (see `compile_model`).
     """
     schedule = LearningRateSchedule(learning_rate, config.LEARNING_RATE_WARMUP_STEPS,
                                     config.LEARNING_RATE_SCHEDULE, total_steps,
-                                    config.LEARNING_RATE_MIN_FACTOR)
+                                    config.LEARNING_RATE_MIN_FACTOR, first_step=first_step)
     clip = {}
     if config.GRADIENT_CLIP_NORM:
         key = "clipnorm" if config.GRADIENT_CLIP_MODE == "per_tensor" else "global_clipnorm"
         clip[key] = float(config.GRADIENT_CLIP_NORM)
-    optimizer = SummedGradientSGD(learning_rate=schedule, momentum=config.LEARNING_MOMENTUM,
-                                  **clip)
+    if momentum is None:
+        momentum = config.LEARNING_MOMENTUM
+    optimizer = SummedGradientSGD(learning_rate=schedule, momentum=float(momentum), **clip)
     if getattr(config, "MIXED_PRECISION", None) == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
 
 
-def compile_model(model, config, learning_rate, total_steps=1):
+def compile_model(model, config, learning_rate, total_steps=1, momentum=None, first_step=0,
+                  steps_per_execution=1):
     """Give `model` a fresh optimiser from `make_optimizer` and build it.
 
     Runs in the model's tf.distribute strategy (the one it was built under), so the
-    optimiser's variables are mirrored like the model's.
+    optimiser's variables are mirrored like the model's. `steps_per_execution` optimizer
+    steps run in one call of the training function, between two calls of the callbacks'
+    batch hooks (see `steps_per_execution`).
     Returns:
         the optimiser.
     """
     with model.distribute_strategy.scope():
-        optimizer = make_optimizer(config, learning_rate, total_steps)
-        model.compile(optimizer=optimizer, jit_compile=False, run_eagerly=False)
+        optimizer = make_optimizer(config, learning_rate, total_steps, momentum=momentum,
+                                   first_step=first_step)
+        model.compile(optimizer=optimizer, jit_compile=False, run_eagerly=False,
+                      steps_per_execution=int(steps_per_execution))
         optimizer.build(model.trainable_variables)
     return optimizer
+
+
+def steps_per_execution(config, replicas=1):
+    """Optimizer steps per call of the training function: config.LOG_EVERY_N_STEPS, rounded
+    down to a divisor of STEPS_PER_EPOCH so that every epoch ends on a logged step.
+
+    Keras reads the losses back from the device (a host synchronisation) and runs the
+    callbacks' batch hooks (progress bar, TensorBoard, the divergence check) once per call,
+    so they all happen every this many steps. With several replicas it is 1: Keras' loop
+    of several steps fails under tf.distribute's MirroredStrategy on this TensorFlow
+    ("You must feed a value for placeholder tensor", keras-team/keras#19246).
+    """
+    if int(replicas) > 1:
+        return 1
+    every = int(getattr(config, "LOG_EVERY_N_STEPS", 1))
+    period = int(config.STEPS_PER_EPOCH)
+    return max(d for d in range(1, min(every, period) + 1) if period % d == 0)
 
 
 # --- Layer selection --------------------------------------------------------------------
@@ -531,10 +551,14 @@ def set_trainable(model, layers, verbose=0):
 # --- Callbacks --------------------------------------------------------------------------
 
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Stop training at the first step whose loss or gradients are not finite.
+    """Stop training after the first step whose loss or gradients are not finite.
 
-    The step itself was not applied (TrainingModel skips it), so the weights are those of
-    the last finite step. `message` names the epoch, the step and the losses at fault.
+    The step itself was not applied (TrainingModel skips it), nor was any later step of
+    the same fit (the guard sets the model's `halt_on_non_finite`), so the weights are
+    those of the last finite step before it. The step is recorded on the device; the
+    guard reads the record at each batch hook (every LOG_EVERY_N_STEPS steps in `train`)
+    and at each epoch end, before CheckpointSaver runs, and then stops training.
+    `message` names the epoch, the step and the losses at fault.
     """
 
     def __init__(self):
@@ -546,22 +570,74 @@ class NonFiniteGuard(keras.callbacks.Callback):
     def tripped(self):
         return self.message is not None
 
+    def on_train_begin(self, logs=None):
+        self.model.first_non_finite.assign(tf.zeros_like(self.model.first_non_finite))
+        self.model.halt_on_non_finite.assign(True)
+
+    def on_train_end(self, logs=None):
+        self.model.halt_on_non_finite.assign(False)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self.model.epoch_steps.assign(0.0)
 
     def on_train_batch_end(self, batch, logs=None):
-        values = np.asarray(self.model.last_step_values.numpy())
-        total, losses, gradients_finite = values[0], values[1:-1], values[-1]
+        self.check()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.check()
+
+    def check(self):
+        """Read the device's record of a non-finite step; stop training if there is one."""
+        if self.tripped:
+            return
+        record = np.asarray(self.model.first_non_finite.numpy())
+        if record[0] == 0:
+            return
+        step, total, losses = int(record[0]), record[1], record[2:-1]
         bad = [f"{name}={value}" for name, value in zip(LOSS_NAMES, losses)
                if not np.isfinite(value)]
         if not np.isfinite(total) and not bad:
             bad.append(f"weight decay or total loss={total}")
-        if not bad and gradients_finite >= 1.0:
-            return
         cause = ", ".join(bad) if bad else "a gradient (losses were finite)"
-        self.message = (f"non-finite {cause} at epoch {self._epoch + 1}, step {batch + 1}; "
+        self.message = (f"non-finite {cause} at epoch {self._epoch + 1}, step {step}; "
                         f"training stopped, the step was not applied")
         self.model.stop_training = True
+
+
+class StepSummaries(keras.callbacks.Callback):
+    """TensorBoard scalars "batch_<loss>" at each batch hook, on the run's step axis.
+
+    Keras' own batch summaries count calls of the training function from 0 at every
+    `fit`; here the step is epoch * steps_per_epoch + the step in the epoch, so
+    successive `train()` stages and resumed runs continue one axis. The values are the
+    running means of the epoch that Keras passes to the hooks.
+    """
+
+    def __init__(self, log_dir, steps_per_epoch):
+        super().__init__()
+        self.log_dir = log_dir
+        self.steps_per_epoch = int(steps_per_epoch)
+        self._epoch = 0
+        self._writer = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        with self._writer.as_default():
+            for name, value in logs.items():
+                tf.summary.scalar(f"batch_{name}", value, step=step)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class _RetracingWarningFilter(logging.Filter):
@@ -590,28 +666,35 @@ def expected_retracing():
 class CheckpointSaver(keras.callbacks.Callback):
     """Write the weights after every epoch, name-keyed and atomically.
 
-    Skips the epoch (with a warning) when the NonFiniteGuard tripped during it or when any
-    weight is not finite, so `find_last()` always finds a usable checkpoint. In a
-    multi-worker cluster only the chief writes (every worker holds the same weights).
+    Skips the epoch (with a warning) when the NonFiniteGuard's record shows a non-finite
+    step or when any weight is not finite, so `find_last()` always finds a usable
+    checkpoint. In a multi-worker cluster only the chief writes (every worker holds the
+    same weights). Each file records its epoch, the config (JSON) and, given `stage`, the
+    training stage (mrcnn.schedule.TrainingStage) so a resumed run continues its schedule.
     """
 
-    def __init__(self, path_template, guard, config_json=""):
+    def __init__(self, path_template, guard, config_json="", stage=None):
         super().__init__()
         self.path_template = path_template
         self.guard = guard
         self.config_json = config_json
+        self.stage = stage
         self.saved = []
 
     def on_epoch_end(self, epoch, logs=None):
         if not distribute.is_chief():
             return
-        if self.guard is not None and self.guard.tripped:
-            print(f"Not saving epoch {epoch + 1}: {self.guard.message}")
-            return
+        if self.guard is not None:
+            self.guard.check()
+            if self.guard.tripped:
+                print(f"Not saving epoch {epoch + 1}: {self.guard.message}")
+                return
         if not weights_io.all_finite(self.model):
             print(f"Not saving epoch {epoch + 1}: the weights are not finite")
             return
         path = self.path_template.format(epoch=epoch + 1)
-        weights_io.save_weights(self.model, path,
-                                attributes={"epoch": epoch + 1, "config": self.config_json})
+        attributes = {"epoch": epoch + 1, "config": self.config_json}
+        if self.stage is not None:
+            attributes.update(self.stage.attributes())
+        weights_io.save_weights(self.model, path, attributes=attributes)
         self.saved.append(path)

@@ -1,6 +1,13 @@
-"""MaskRCNN training: layer selection, checkpoints, resume, NaN guard, train -> inference."""
+"""MaskRCNN training: layer selection, checkpoints, resume, the schedule of a resumed run,
+logging every N steps, NaN guard, train -> inference.
+
+Each test that writes checkpoints has a model_dir of its own (tmp_path, or a copy of the
+shared trained run), so the tests pass in any order."""
+import glob
 import logging
+import math
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -10,6 +17,7 @@ import tensorflow as tf
 import mrcnn.model as modellib
 from mrcnn import training, weights_io
 from mrcnn.data import DataGenerator
+from mrcnn.schedule import TrainingStage
 
 from conftest import TinyConfig, shapes_dataset
 
@@ -104,14 +112,24 @@ def test_checkpoint_per_epoch_and_find_last(trained_run):
     assert model.epoch == 2
 
 
-def test_resume_continues_the_epoch_count_in_the_same_directory(trained_run):
+def _copy_of_run(model, tmp_path):
+    """model_dir of a copy of `model`'s runs under tmp_path (same run directory names)."""
+    target = str(tmp_path / "runs")
+    shutil.copytree(model.model_dir, target)
+    return target
+
+
+def test_resume_continues_the_epoch_count_in_the_same_directory(trained_run, tmp_path):
     model, dataset = trained_run
-    resumed = modellib.MaskRCNN("training", TinyConfig(), model.model_dir)
-    resumed.load_weights(model.find_last(), by_name=True, verbose=0)
-    assert resumed.epoch == 2 and resumed.log_dir == model.log_dir
+    model_dir = _copy_of_run(model, tmp_path)
+    log_dir = os.path.join(model_dir, os.path.basename(model.log_dir))
+    resumed = modellib.MaskRCNN("training", TinyConfig(), model_dir)
+    resumed.load_weights(resumed.find_last(), by_name=True, verbose=0)
+    assert resumed.epoch == 2 and resumed.log_dir == log_dir
     resumed.train(dataset, dataset, learning_rate=0.01, epochs=3, layers="heads", verbose=0)
-    assert os.path.exists(os.path.join(model.log_dir, "mask_rcnn_tiny_0003.h5"))
+    assert os.path.exists(os.path.join(log_dir, "mask_rcnn_tiny_0003.h5"))
     assert resumed.epoch == 3
+    assert not os.path.exists(os.path.join(model.log_dir, "mask_rcnn_tiny_0003.h5"))
 
 
 def _inference(config_class, model_dir, checkpoint):
@@ -139,7 +157,7 @@ def test_training_checkpoint_gives_identical_inference_models(trained_run, tmp_p
     second = _inference(TinyConfig, str(tmp_path), copy)
     results_b = second.detect(images)
     for a, b in zip(results_a, results_b):
-        assert a["rois"].shape[0] > 0
+        assert a["rois"].shape[0] > 0          # measured: 8, 8, 8 (DETECTION_MAX_INSTANCES)
         for key in ("rois", "class_ids", "scores", "masks"):
             np.testing.assert_array_equal(a[key], b[key])
 
@@ -172,9 +190,14 @@ def test_detect_three_images_of_different_sizes_with_batch_two(trained_run, tmp_
             assert not outside.any()
 
 
+@pytest.mark.slow
 def test_nan_in_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     dataset = shapes_dataset(8, 64, seed=1)
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    config = TinyConfig()
+    # Both steps of an epoch run in one call of the training function, so the guard sees
+    # the first step's NaN only after the second, finite step, which must not be applied.
+    assert training.steps_per_execution(config) == config.STEPS_PER_EPOCH == 2
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
     model.train(dataset, dataset, learning_rate=0.01, epochs=1, layers="all", verbose=0)
     good = model.find_last()
     assert good.endswith("mask_rcnn_tiny_0001.h5")
@@ -184,6 +207,8 @@ def test_nan_in_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
 
     def poisoned(self, index):
         batch = original(self, index)
+        if index != 0:                 # only the first step of the epoch
+            return batch
         inputs = dict(batch[0])
         inputs["input_rpn_bbox"] = np.full_like(inputs["input_rpn_bbox"], np.nan)
         return (inputs,) + tuple(batch[1:])
@@ -201,6 +226,139 @@ def test_nan_in_training_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
         for a, b in zip(values, after[name]):
             np.testing.assert_array_equal(a, b)
     assert model.epoch == 1
+
+
+class BatchHooks(keras.callbacks.Callback):
+    """The `batch` of every on_train_batch_end call."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(batch)
+
+
+def _scalar_steps(directory, tag):
+    """Steps at which the TensorBoard event files under `directory` hold scalar `tag`."""
+    steps = []
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            steps += [event.step for value in event.summary.value if value.tag == tag]
+    return sorted(steps)
+
+
+@pytest.mark.slow
+def test_callbacks_and_tensorboard_run_every_log_every_n_steps(tmp_path):
+    class EveryTwo(TinyConfig):
+        STEPS_PER_EPOCH = 4
+        LOG_EVERY_N_STEPS = 2
+
+    dataset = shapes_dataset(8, 64, seed=3)
+    model = modellib.MaskRCNN("training", EveryTwo(), str(tmp_path))
+    hooks = BatchHooks()
+    history = model.train(dataset, dataset, learning_rate=0.01, epochs=2, layers="heads",
+                          verbose=0, custom_callbacks=[hooks])
+    # Four optimizer steps per epoch, the host sees two of them: the losses are read back
+    # (and the batch hooks run) after steps 2 and 4 of each epoch.
+    assert int(model.keras_model.optimizer.iterations.numpy()) == 8
+    assert hooks.batches == [1, 3, 1, 3]
+    assert len(history.history["loss"]) == 2
+    train_logs = os.path.join(model.log_dir, "train")
+    # Batch summaries on the run's step axis (epoch * STEPS_PER_EPOCH + step), epoch
+    # summaries per epoch.
+    assert _scalar_steps(train_logs, "batch_loss") == [2, 4, 6, 8]
+    assert _scalar_steps(train_logs, "epoch_loss") == [0, 1]
+
+
+def test_steps_per_execution_divides_the_epoch():
+    def steps(every, per_epoch, replicas=1):
+        class Config(TinyConfig):
+            LOG_EVERY_N_STEPS = every
+            STEPS_PER_EPOCH = per_epoch
+        return training.steps_per_execution(Config(), replicas)
+
+    assert steps(100, 1000) == 100
+    assert steps(100, 250) == 50
+    assert steps(100, 7) == 7
+    assert steps(100, 101) == 1                 # a prime above N: every step
+    assert steps(1, 1000) == 1
+    assert steps(100, 1000, replicas=2) == 1    # Keras' multi-step loop fails there
+
+
+class Interrupted(Exception):
+    """Stands for a crash or a ctrl-C in the middle of training."""
+
+
+class LearningRates(keras.callbacks.Callback):
+    """The learning rate of each step, read before it (needs LOG_EVERY_N_STEPS = 1);
+    raises Interrupted after `stop_after` steps or at the start of epoch `stop_at_epoch`."""
+
+    def __init__(self, stop_after=None, stop_at_epoch=None):
+        super().__init__()
+        self.rates = []
+        self.stop_after = stop_after
+        self.stop_at_epoch = stop_at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.stop_at_epoch:
+            raise Interrupted()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(self.model.optimizer.learning_rate))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.stop_after is not None and len(self.rates) >= self.stop_after:
+            raise Interrupted()
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_schedule_and_a_new_stage_restarts_it(tmp_path):
+    class Scheduled(TinyConfig):
+        LEARNING_RATE_WARMUP_STEPS = 3
+        LEARNING_RATE_SCHEDULE = "cosine"
+        LOG_EVERY_N_STEPS = 1
+
+    def uninterrupted(step):
+        """train(0.01, epochs=3): 3 epochs x 2 steps, warm-up over 3 steps, cosine over 6."""
+        return 0.01 * min(1.0, (step + 1) / 3) * (1 + math.cos(math.pi * step / 6)) / 2
+
+    config, dataset = Scheduled(), shapes_dataset(8, 64, seed=2)
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    first = LearningRates(stop_at_epoch=1)
+    with pytest.raises(Interrupted):
+        model.train(dataset, dataset, learning_rate=0.01, epochs=3, layers="heads", verbose=0,
+                    custom_callbacks=[first])
+    np.testing.assert_allclose(first.rates, [0.01 / 3, 0.01 * 2 / 3 * (1 + math.sqrt(0.75)) / 2],
+                               rtol=1e-5)
+    checkpoint = model.find_last()
+    assert checkpoint.endswith("mask_rcnn_tiny_0001.h5")
+    assert TrainingStage.read(checkpoint) == TrainingStage(0, 3, 0.01, "heads")
+
+    # The same call after loading the checkpoint: steps 2..5 of the interrupted stage.
+    # Before it, a recipe's earlier stage that is already done trains nothing and changes
+    # nothing.
+    resumed = modellib.MaskRCNN("training", config, str(tmp_path))
+    resumed.load_weights(resumed.find_last(), verbose=0)
+    resumed.train(dataset, dataset, learning_rate=0.05, epochs=1, layers="all", verbose=0)
+    second = LearningRates()
+    resumed.train(dataset, dataset, learning_rate=0.01, epochs=3, layers="heads", verbose=0,
+                  custom_callbacks=[second])
+    hand = [0.01 * (1 + 0.5) / 2, 0.01 * (1 + 0.0) / 2, 0.01 * (1 - 0.5) / 2,
+            0.01 * (1 - math.sqrt(0.75)) / 2]
+    np.testing.assert_allclose(hand, [uninterrupted(step) for step in range(2, 6)], rtol=1e-9)
+    np.testing.assert_allclose(second.rates, hand, rtol=1e-5)
+    assert TrainingStage.read(resumed.find_last()) == TrainingStage(0, 3, 0.01, "heads")
+
+    # Another stage (all layers at another rate) from the same checkpoint: a new schedule
+    # over epochs 1..3, its warm-up from the start.
+    resumed.load_weights(checkpoint, verbose=0)
+    third = LearningRates(stop_after=2)
+    with pytest.raises(Interrupted):
+        resumed.train(dataset, dataset, learning_rate=0.002, epochs=3, layers="all",
+                      verbose=0, custom_callbacks=[third])
+    np.testing.assert_allclose(third.rates, [0.002 / 3, 0.002 * 2 / 3 * (1 + math.sqrt(0.5)) / 2],
+                               rtol=1e-5)
 
 
 def test_dataset_class_count_mismatch_is_reported(tmp_path, tiny_shapes):
