@@ -58,6 +58,7 @@ def _train_and_evaluate(tmp_path, epochs, eval_images):
     return first_losses[0], last_losses[-1], result
 
 
+@pytest.mark.slow
 def test_trains_on_shapes_and_reaches_map(tmp_path, capsys):
     first, last, result = _train_and_evaluate(tmp_path, epochs=5, eval_images=50)
     _report(capsys, {"epochs": 5, "train_minutes": last["train_minutes"],
