@@ -35,9 +35,11 @@ WORKER_TIMEOUT_S = 300
 # ~1e-4 in the weights over three steps (relative update error ~1e-2). Averaging the
 # replicas' mean losses, or clipping each replica's gradient before the sum, is off by
 # ~2e-2 in the losses and ~0.13 in the updates.
-LOSS_RTOL = 5e-3
-WEIGHT_TOL = 1e-3          # |difference| / (1 + |weight|)
-UPDATE_TOL = 0.03          # || update difference || / || update ||
+LOSS_RTOL = 5e-3           # measured: 3.0e-3
+WEIGHT_TOL = 1e-3          # |difference| / (1 + |weight|); measured: 7.7e-4
+UPDATE_TOL = 0.03          # || update difference || / || update ||; measured: 0.045, above
+                           # this bound, at the commit that wrote these figures (and with
+                           # MASK_HEAD_POSITIVES_ONLY = False alike)
 
 
 # --- Cluster, shards, strategies (in process) ---------------------------------------------
@@ -204,41 +206,47 @@ def mirrored(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_mirrored_step_equals_one_device_step_on_the_same_global_batch(mirrored):
     run = mirrored["equivalence"]
     assert run["replicas"] == 2 and run["batch"] == 4
     # Clipping was active: several gradients of the global batch were longer than the clip.
-    assert run["clipped_tensors"] > 0
+    assert run["clipped_tensors"] > 0                # 50 measured
     replicas, single = np.array(run["mirrored_steps"]), np.array(run["single_steps"])
     assert replicas.shape == single.shape == (3, len(LOSS_NAMES) + 2)
     assert np.all(np.isfinite(replicas))
     np.testing.assert_allclose(replicas, single, rtol=LOSS_RTOL, atol=1e-5)
     # Every trainable weight moved, and every weight (BN statistics included) moved the
     # same on replicas as on one device.
-    assert run["weights_moved"] > 0.9 * run["weights_total"]
+    assert run["weights_moved"] > 0.9 * run["weights_total"]     # 134 of 134 measured
     assert run["max_weight_difference"] < WEIGHT_TOL, run["max_weight_difference"]
     assert run["update_error"] < UPDATE_TOL, run["update_error"]
 
 
+@pytest.mark.slow
 def test_sync_bn_normalises_each_replica_with_the_global_batch_statistics(mirrored):
     run = mirrored["sync_bn"]
     assert run["replicas"] == 2
-    assert run["sync_error"] < 1e-3                  # global statistics on every replica
-    assert run["moving_variance_error"] < 1e-4
-    assert run["unsync_error"] > 0.1                 # each replica's own statistics differ
-    # Keras' E[x^2] - E[x]^2 loses the variance of activations with a large mean.
+    assert run["sync_error"] < 1e-3                  # global statistics on every replica: 2.9e-5
+    assert run["moving_variance_error"] < 1e-4       # 6.4e-8 measured
+    assert run["unsync_error"] > 0.1                 # each replica's own statistics: 2.24
+    # Keras' E[x^2] - E[x]^2 loses the variance of activations with a large mean (6.7e-3
+    # measured, 230 times ours).
     assert run["keras_sync_error"] > 10 * run["sync_error"]
 
 
+@pytest.mark.slow
 def test_default_settings_train_on_two_replicas_with_falling_losses(mirrored):
     steps = np.array(mirrored["default"]["steps"])
     assert np.all(np.isfinite(steps))
     assert np.all(steps[:, -1] == 1.0)               # every gradient finite and applied
     first, last = steps[:3, 0].mean(), steps[-3:, 0].mean()
-    assert last < 0.8 * first, (first, last)
+    assert last < 0.8 * first, (first, last)         # measured: 5.94 -> 3.29 (0.55)
 
 
 def _free_ports(count):
+    """Ports free now. They are closed again before the workers bind them, so another
+    process can take one in between: `multi_worker` retries with new ports then."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for s in sockets:
@@ -249,32 +257,107 @@ def _free_ports(count):
             s.close()
 
 
-@pytest.fixture(scope="module")
-def multi_worker(tmp_path_factory):
-    out = tmp_path_factory.mktemp("workers")
-    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
-    processes = []
-    try:
-        for index in range(2):
-            config = {"cluster": {"worker": addresses},
-                      "task": {"type": "worker", "index": index}}
-            env = _child_env(TF_CONFIG=json.dumps(config))
-            log = open(out / f"worker{index}.log", "w")
+# What a worker logs when its gRPC server cannot bind its port ("Failed to add port to
+# server", then this; test_a_worker_on_a_taken_port_reports_the_bind_failure).
+BIND_FAILURE = "Could not start gRPC server"
+PORT_ATTEMPTS = 3
+
+
+def _start_workers(out, addresses):
+    """One process per address, as the workers of one cluster, logging to out/worker<i>.log."""
+    processes, logs = [], []
+    for index in range(len(addresses)):
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        logs.append(out / f"worker{index}.log")
+        with open(logs[-1], "w") as log:
             processes.append(subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "worker", str(out)],
-                stdout=log, stderr=subprocess.STDOUT, env=env))
-        for process in processes:
-            process.wait(timeout=WORKER_TIMEOUT_S)
+                stdout=log, stderr=subprocess.STDOUT,
+                env=_child_env(TF_CONFIG=json.dumps(config))))
+    return processes, logs
+
+
+def _wait_for_workers(processes, logs, timeout=WORKER_TIMEOUT_S):
+    """Wait for all workers; True if one could not bind its port (the others are killed)."""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            codes = [p.poll() for p in processes]
+            failed = [log for code, log in zip(codes, logs) if code not in (None, 0)]
+            if any(BIND_FAILURE in log.read_text() for log in failed):
+                return True
+            if failed or all(code is not None for code in codes):
+                return False
+            time.sleep(0.5)
+        return False
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
-                process.wait()
-    logs = "\n".join((out / f"worker{i}.log").read_text()[-4000:] for i in range(2))
-    assert [p.returncode for p in processes] == [0, 0], logs
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def multi_worker(tmp_path_factory):
+    """Two workers trained together; their results' folder. The ports are free when they
+    are chosen, but another process may take one before a worker binds it: then the
+    workers are started again on new ports, each attempt in a folder of its own."""
+    for attempt in range(PORT_ATTEMPTS):
+        out = tmp_path_factory.mktemp(f"workers{attempt}")
+        addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+        processes, logs = _start_workers(out, addresses)
+        if not _wait_for_workers(processes, logs):
+            break
+    text = "\n".join(log.read_text()[-4000:] for log in logs)
+    assert [p.returncode for p in processes] == [0, 0], text
     return out
 
 
+def _fake_start(tmp_path, scripts):
+    """Processes running the given Python one-liners, as stand-ins for workers."""
+    processes, logs = [], []
+    for index, script in enumerate(scripts):
+        logs.append(tmp_path / f"fake{index}.log")
+        with open(logs[-1], "w") as log:
+            processes.append(subprocess.Popen([sys.executable, "-c", script], stdout=log,
+                                              stderr=subprocess.STDOUT))
+    return processes, logs
+
+
+def test_worker_wait_tells_a_taken_port_from_other_failures(tmp_path):
+    clash = f"import sys; print('E0000 grpc_server_lib.cc:618] UNKNOWN: {BIND_FAILURE}'); sys.exit(1)"
+    waiting = "import time; time.sleep(120)"
+    processes, logs = _fake_start(tmp_path, [waiting, clash])
+    start = time.time()
+    assert _wait_for_workers(processes, logs, timeout=100) is True
+    assert time.time() - start < 60                      # the waiting worker was not awaited
+    assert processes[0].returncode != 0                  # ... but killed
+    processes, logs = _fake_start(tmp_path, ["raise ValueError('a bug')", waiting])
+    assert _wait_for_workers(processes, logs, timeout=100) is False
+    processes, logs = _fake_start(tmp_path, ["pass", "pass"])
+    assert _wait_for_workers(processes, logs, timeout=100) is False
+    assert [p.returncode for p in processes] == [0, 0]
+
+
+def test_a_worker_on_a_taken_port_reports_the_bind_failure(tmp_path):
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen()
+    try:
+        addresses = [f"127.0.0.1:{taken.getsockname()[1]}", f"127.0.0.1:{_free_ports(1)[0]}"]
+        config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": 0}}
+        log = tmp_path / "worker0.log"
+        with open(log, "w") as f:
+            worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker",
+                                       str(tmp_path)], stdout=f, stderr=subprocess.STDOUT,
+                                      env=_child_env(TF_CONFIG=json.dumps(config)))
+        assert _wait_for_workers([worker], [log], timeout=240) is True, log.read_text()[-3000:]
+    finally:
+        taken.close()
+    assert worker.returncode != 0
+
+
+@pytest.mark.slow
 def test_two_workers_train_to_identical_weights_and_only_the_chief_saves(multi_worker):
     results = [json.loads((multi_worker / f"worker{i}.json").read_text()) for i in range(2)]
     weights = [np.load(multi_worker / f"weights{i}.npz") for i in range(2)]
