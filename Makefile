@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-quick bench clean
+.PHONY: setup demo notebooks test test-quick bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,14 @@ $(STAMP): requirements.txt setup.py
 
 demo: $(STAMP)
 	$(BIN)/python samples/shapes/shapes.py demo --out demo_output
+
+# JupyterLab on notebooks/. The tests do not need it, so it is installed on first use here,
+# within the versions of requirements.txt. JUPYTER_ARGS: more options (e.g. --allow-root,
+# --no-browser --port 8888).
+notebooks: $(STAMP)
+	$(BIN)/python -c "import jupyterlab" 2>/dev/null || \
+		$(BIN)/pip install --quiet -c requirements.txt "jupyterlab>=4,<5"
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(JUPYTER_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra

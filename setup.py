@@ -24,7 +24,7 @@ setup(
     extras_require={
         "augment": ["albumentations>=1.4"],
         "tensorboard": ["tensorboard>=2.16"],
-        "notebooks": ["ipykernel>=6", "nbclient>=0.10", "nbformat>=5.9"],
+        "notebooks": ["jupyterlab>=4", "ipykernel>=6", "nbclient>=0.10", "nbformat>=5.9"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6", "albumentations>=1.4"],
     },

@@ -22,12 +22,14 @@ SETUP = '''
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow C++ log lines
-
 try:
     import mrcnn  # noqa: F401
 except ImportError:  # a source checkout without `pip install -e .`: the repository root
     sys.path.append(os.path.abspath(".."))
+
+from mrcnn.console import quiet_tensorflow
+
+quiet_tensorflow()  # before TensorFlow loads: its start-up lines (not its errors) stay out
 
 import keras
 import matplotlib.pyplot as plt
@@ -42,8 +44,10 @@ from mrcnn.shapes import DEMO_EPOCHS, ShapesConfig, ShapesDataset
 # MRCNN_NOTEBOOK_QUICK=1 shrinks image counts, steps and epochs to a smoke run of a few
 # minutes; without it the notebook does the real thing.
 QUICK = os.environ.get("MRCNN_NOTEBOOK_QUICK", "0") == "1"
-# Run directories and checkpoints: ./logs/shapes<YYYYmmddTHHMM>/mask_rcnn_shapes_<epoch>.h5
-MODEL_DIR = os.path.join(os.getcwd(), "logs")
+# Run directories and checkpoints: logs/shapes<YYYYmmddTHHMM>/mask_rcnn_shapes_<epoch>.h5 in
+# the repository (the folder above this one), where `make demo` writes them too.
+# MRCNN_MODEL_DIR in the environment overrides it.
+MODEL_DIR = os.environ.get("MRCNN_MODEL_DIR") or os.path.abspath(os.path.join("..", "logs"))
 print("quick settings" if QUICK else "full settings", "- logs in", MODEL_DIR)
 '''
 
@@ -149,7 +153,7 @@ for image_id in rng.choice(dataset_train.image_ids, 3, replace=False):
 ## Training
 
 `train()` writes one checkpoint per epoch under `MODEL_DIR` and TensorBoard logs
-(`tensorboard --logdir logs`). The five losses are shown per step.
+(`tensorboard --logdir ../logs`). The five losses are shown per step.
 """),
     code('''
 keras.utils.set_random_seed(0)
@@ -469,9 +473,9 @@ predictions, the proposals, the classifier's refinement, the detections and the 
 `model.run_graph(images, [(name, tensor), ...])` runs the inference graph and returns any
 named intermediate tensors.
 
-Weights: the newest shapes checkpoint under `./logs` (e.g. from `train_shapes.ipynb`); when
-there is none, the next cells train the demo recipe first (about ten minutes on two CPU
-cores). In quick mode they train 20 steps.
+Weights: the newest shapes checkpoint under `MODEL_DIR`, the repository's `logs/` (from
+`make demo` or `train_shapes.ipynb`); when there is none, the next cells train the demo
+recipe first (about ten minutes on two CPU cores). In quick mode they train 20 steps.
 """),
     code(SETUP),
     code(TRAIN_HELPER),
@@ -702,8 +706,9 @@ Statistics of every weight of a model and histograms of a few layers. Weights th
 NaN, that all share one value or that grow very large are flagged: the first place to look
 when training goes wrong.
 
-The model loads the newest shapes checkpoint under `./logs` when there is one (e.g. from
-`train_shapes.ipynb`), and shows its initial weights otherwise.
+The model loads the newest shapes checkpoint under `MODEL_DIR`, the repository's `logs/`,
+when there is one (from `make demo` or `train_shapes.ipynb`), and shows its initial
+weights otherwise.
 """),
     code(SETUP),
     code('''
@@ -761,8 +766,8 @@ DEMO = [
 # Demo: detect shapes
 
 Load a trained shapes model and detect instances on new images. The weights are the newest
-shapes checkpoint under `./logs` (e.g. from `train_shapes.ipynb`); when there is none, the
-next cell trains the demo recipe first (about ten minutes on two CPU cores; a few steps in
+shapes checkpoint under `MODEL_DIR`, the repository's `logs/` (from `make demo` or
+`train_shapes.ipynb`); when there is none, the next cell trains the demo recipe first (about ten minutes on two CPU cores; a few steps in
 quick mode, which detect little).
 """),
     code(SETUP),

@@ -3,11 +3,12 @@
 Runs offline on a CPU in minutes::
 
     python samples/shapes/shapes.py demo --out demo_output       # train, evaluate, picture
-    python samples/shapes/shapes.py train --model-dir logs --epochs 8
-    python samples/shapes/shapes.py evaluate --weights last --model-dir logs
-    python samples/shapes/shapes.py detect --weights last --model-dir logs --out detections
+    python samples/shapes/shapes.py train --epochs 8
+    python samples/shapes/shapes.py evaluate --weights last
+    python samples/shapes/shapes.py detect --weights last --out detections
 
-`--weights last` picks the newest checkpoint under --model-dir.
+Checkpoints go to the repository's logs/ folder (--model-dir to change it), where the
+notebooks look for them too; `--weights last` picks the newest checkpoint there.
 """
 import argparse
 import json
@@ -15,6 +16,9 @@ import os
 import sys
 import time
 
+ROOT_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# Shared with notebooks/: a checkpoint of `make demo` is the one the notebooks load.
+DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 
 
 def _datasets(config, train_count, val_count, seed):
@@ -103,7 +107,6 @@ def detect(args, weights=None):
 
 def demo(args):
     """Train, evaluate and save pictures of detections: the README's main job."""
-    args.model_dir = args.model_dir or os.path.join(args.out, "logs")
     checkpoint = train(args)
     evaluate(args, weights=checkpoint)
     detect(args, weights=checkpoint)
@@ -113,9 +116,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["demo", "train", "evaluate", "detect"])
-    parser.add_argument("--model-dir", default=None,
-                        help="where run directories and checkpoints live (default: logs/ "
-                             "or <out>/logs for the demo)")
+    parser.add_argument("--model-dir", default=DEFAULT_LOGS_DIR,
+                        help="where run directories and checkpoints live (default: the "
+                             "repository's logs/)")
     parser.add_argument("--weights", default="last",
                         help="checkpoint path, or 'last' for the newest under --model-dir")
     parser.add_argument("--out", default="demo_output", help="folder for pictures")
@@ -130,8 +133,6 @@ def parse_args(argv=None):
     from mrcnn.shapes import DEMO_EPOCHS, ShapesConfig
     args.epochs = args.epochs or DEMO_EPOCHS
     args.steps = args.steps or ShapesConfig.STEPS_PER_EPOCH
-    if args.model_dir is None and args.command != "demo":
-        args.model_dir = "logs"
     return args
 
 
@@ -142,4 +143,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from mrcnn.console import quiet_tensorflow
+
+    quiet_tensorflow()   # before TensorFlow loads: drop its start-up noise from stderr
     sys.exit(main())
