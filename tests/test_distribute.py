@@ -37,9 +37,10 @@ WORKER_TIMEOUT_S = 300
 # ~2e-2 in the losses and ~0.13 in the updates.
 LOSS_RTOL = 5e-3           # measured: 3.0e-3
 WEIGHT_TOL = 1e-3          # |difference| / (1 + |weight|); measured: 7.7e-4
-UPDATE_TOL = 0.03          # || update difference || / || update ||; measured: 0.045, above
-                           # this bound, at the commit that wrote these figures (and with
-                           # MASK_HEAD_POSITIVES_ONLY = False alike)
+UPDATE_TOL = 0.08          # || update difference || / || update ||; measured: 0.045 on a
+                           # 2-core AVX-512 CPU (the same on the code of an earlier release,
+                           # so a property of the CPU's kernels), against ~0.13 for either
+                           # wrong reduction above
 
 
 # --- Cluster, shards, strategies (in process) ---------------------------------------------
