@@ -240,6 +240,7 @@ class ShapesConfig(Config):
     IMAGES_PER_GPU = 8
     STEPS_PER_EPOCH = 100
     VALIDATION_STEPS = 2
+    LOG_EVERY_N_STEPS = 10   # a live progress bar on a CPU, where reading losses back is cheap
 
     BACKBONE = "resnet18"
     TOP_DOWN_PYRAMID_SIZE = 64
