@@ -226,6 +226,7 @@ def _check_values(name, text):
         ious = _values_after(text, "IoU of each refined anchor with its ground truth box:")
         assert ious and all(v == 1.0 for v in ious), ious
         round_trip = _values_after(text, "IoU of each mask with its mini-mask round trip:")
+        # measured: [0.991 1. 1. 1.]
         assert round_trip and all(0.9 <= v <= 1.0 for v in round_trip), round_trip
     if name == "inspect_model.ipynb":
         ious = _values_after(text, "IoU of each refined positive anchor with its ground truth box:")
