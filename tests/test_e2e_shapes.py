@@ -1,8 +1,9 @@
 """End to end: train on synthetic shapes from scratch, then measure mAP on held-out images.
 
-The quick test trains the shapes configuration for 500 steps (a few minutes on 2 CPU cores)
-and requires mAP@0.5 >= 0.5 on 50 held-out images; the seeded run reaches about 0.92, so
-the bound has a wide margin. The slow test runs the demo's recipe and aims at 0.9.
+The shorter test trains the shapes configuration for 500 steps (a few minutes on 2 CPU
+cores) and requires mAP@0.5 >= 0.5 on 50 held-out images; the seeded run reaches about 0.92,
+so the bound has a wide margin. The longer test runs the demo's recipe and aims at 0.9. Both
+are marked slow.
 """
 import json
 import time
