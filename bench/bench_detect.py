@@ -28,8 +28,9 @@ both alike; compare the ratios):
 * "partial_batch": one image with BATCH_SIZE 2 run alone against padded to two images by
   repeating it.
 
-With --batches it prints "throughput": images/s of detect() on N different 1024x1024
-images with BATCH_SIZE = N (first backbone), and the peak RSS after each.
+With --batches it first prints "throughput": images/s of detect() on N different
+1024x1024 images with BATCH_SIZE = N (first backbone), and the peak RSS after each (in
+increasing order of N, the peak of that batch size).
 
     python bench/bench_detect.py [--backbones resnet50 resnet101] [--runs 5] [--stages]
         [--compare] [--batches 1 4 8] [--batch-runs 2]
@@ -294,6 +295,9 @@ def main():
     parser.add_argument("--batch-runs", type=int, default=2)
     args = parser.parse_args()
     first = args.backbones[0]
+    # Throughput first: peak_rss_mb only grows, so it is each batch's own peak.
+    for result in throughput(first, args.size, args.batches, args.batch_runs):
+        print(json.dumps(result), flush=True)
     if args.compare:
         print(json.dumps(compare_mold(args.runs, args.size)), flush=True)
         print(json.dumps(compare_paste(args.runs, args.size)), flush=True)
@@ -303,8 +307,6 @@ def main():
         print(json.dumps(compare_fetch(model, image, args.runs)), flush=True)
         del model
         print(json.dumps(compare_partial_batch(first, args.size, args.runs)), flush=True)
-    for result in throughput(first, args.size, args.batches, args.batch_runs):
-        print(json.dumps(result), flush=True)
     for backbone in args.backbones:
         print(json.dumps(bench_backbone(backbone, args.runs, args.size, args.stages)),
               flush=True)

@@ -250,8 +250,9 @@ def test_pasted_masks_are_each_instance_in_its_own_plane():
     # Two overlapping boxes: each plane holds only its own box.
     masks = np.ones((2, 28, 28), np.float32)
     full = inference.paste_masks(masks, np.array([[0, 0, 6, 6], [3, 3, 9, 9]]), (10, 10))
-    assert full.shape == (10, 10, 2) and full.dtype == bool
+    assert full.shape == (10, 10, 2) and full.dtype == bool and full.flags.writeable
     for i, (y1, x1, y2, x2) in enumerate([(0, 0, 6, 6), (3, 3, 9, 9)]):
         expected = np.zeros((10, 10), bool)
         expected[y1:y2, x1:x2] = True
         np.testing.assert_array_equal(full[:, :, i], expected)
+    assert inference.paste_masks(masks[:0], np.zeros((0, 4), int), (10, 10)).shape == (10, 10, 0)
