@@ -169,6 +169,8 @@ def mold_inputs(images, config):
             image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
             max_dim=config.IMAGE_MAX_DIM, mode=mode)
         _warn_if_thin(index, image.shape, window, config)
+        if mode == "none":
+            validate.check_molded_size(molded.shape, config, f"image {index}")
         molded = subtract_mean_pixel(molded, config)
         meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                   np.zeros([config.NUM_CLASSES], dtype=np.int32))

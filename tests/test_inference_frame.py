@@ -10,6 +10,7 @@ the mapped last index + 1.
 """
 import warnings
 
+import keras
 import numpy as np
 import pytest
 
@@ -31,6 +32,7 @@ class CropConfig(TinyConfig):
 
 
 def _model(config, tmp_path_factory):
+    keras.utils.set_random_seed(0)   # the same random weights in every run
     return modellib.MaskRCNN("inference", config, str(tmp_path_factory.mktemp("frame")))
 
 
@@ -301,3 +303,18 @@ def test_a_very_elongated_image_through_the_graph(square_model):
     assert result["masks"].shape == (5000, 40, len(rois))
     assert np.all(rois[:, :2] >= 0) and np.all(rois[:, 2] <= 5000) and np.all(rois[:, 3] <= 40)
     assert np.all(rois[:, 2] > rois[:, 0]) and np.all(rois[:, 3] > rois[:, 1])
+
+
+def test_none_mode_names_an_image_the_pyramid_cannot_take(tmp_path):
+    """IMAGE_RESIZE_MODE "none" keeps each image's size; 100 rows give pyramid levels
+    25, 13, 7, 4 (ceil(100 / 4), ...), which do not halve exactly, so molding refuses the
+    image by its index before the graph fails inside the FPN. 128 rows (32, 16, 8, 4) pass."""
+    class TinyNone(TinyConfig):
+        IMAGE_RESIZE_MODE = "none"
+        IMAGES_PER_GPU = 1
+
+    config = TinyNone()
+    inference.mold_inputs([np.zeros((128, 64, 3), np.uint8)], config)
+    with pytest.raises(ValueError, match=r"^image 1 is 100x128 pixels .*'pad64'"):
+        inference.mold_inputs([np.zeros((128, 64, 3), np.uint8),
+                               np.zeros((100, 128, 3), np.uint8)], config)
