@@ -1,5 +1,6 @@
 """The common base of the annotation loaders, and splitting any Dataset in two."""
 import copy
+import json
 
 import numpy as np
 from PIL import Image
@@ -8,7 +9,20 @@ from mrcnn.dataset import Dataset
 from mrcnn.datasets import raster
 from mrcnn.datasets.errors import AnnotationError, OutsideReport
 
-__all__ = ["AnnotationDataset", "split_dataset", "image_size"]
+__all__ = ["AnnotationDataset", "split_dataset", "image_size", "read_json_object"]
+
+
+def read_json_object(path, kind):
+    """The JSON object (dict) in annotation file `path`; AnnotationError naming the file when
+    it is no JSON or its top level is not an object. kind: the format, for the message."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as error:
+        raise AnnotationError(f"not a JSON file: {error}", path) from error
+    if not isinstance(data, dict):
+        raise AnnotationError(f"not a {kind} (the top level is not an object)", path)
+    return data
 
 
 def image_size(path, file=None, annotation=None):

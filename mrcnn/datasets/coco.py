@@ -28,11 +28,10 @@ The file is COCO's "instances" layout::
 * image_info: "id" is the COCO image id, "path" image_dir/file_name; also "file_name",
   "height", "width", "instances".
 """
-import json
 import os
 
 from mrcnn.datasets import raster
-from mrcnn.datasets.base import AnnotationDataset, image_size
+from mrcnn.datasets.base import AnnotationDataset, image_size, read_json_object
 from mrcnn.datasets.errors import AnnotationError
 
 __all__ = ["CocoDataset"]
@@ -43,13 +42,7 @@ def _read_json(annotation_json):
     if isinstance(annotation_json, dict):
         return annotation_json, "COCO dict", os.getcwd()
     path = os.fspath(annotation_json)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"not a JSON file: {error}", path) from error
-    if not isinstance(data, dict):
-        raise AnnotationError("not a COCO annotation file (the top level is not an object)", path)
+    data = read_json_object(path, "COCO annotation file")
     return data, path, os.path.dirname(os.path.abspath(path))
 
 

@@ -30,7 +30,6 @@ Each ``<name>.json`` holds::
 import base64
 import glob
 import io
-import json
 import os
 import warnings
 
@@ -38,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from mrcnn.datasets import raster
-from mrcnn.datasets.base import AnnotationDataset, image_size
+from mrcnn.datasets.base import AnnotationDataset, image_size, read_json_object
 from mrcnn.datasets.errors import AnnotationError, AnnotationWarning
 
 __all__ = ["LabelMeDataset"]
@@ -54,13 +53,8 @@ def _decode_png(text, path, where, what):
 
 
 def _read_labelme(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"not a JSON file: {error}", path) from error
-    if not isinstance(data, dict) or not isinstance(data.get("shapes"), list) \
-            or "imagePath" not in data:
+    data = read_json_object(path, "LabelMe file")
+    if not isinstance(data.get("shapes"), list) or "imagePath" not in data:
         raise AnnotationError("not a LabelMe file: it needs 'shapes' and 'imagePath'", path)
     return data
 

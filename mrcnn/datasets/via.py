@@ -30,12 +30,11 @@ file name + file size::
   ``config.TRAIN_ON_EMPTY_IMAGES``). Image sizes are read from the files' headers.
 * image_info: "id" is the file name, "path" image_dir/filename.
 """
-import json
 import os
 import warnings
 
 from mrcnn.datasets import raster
-from mrcnn.datasets.base import AnnotationDataset, image_size
+from mrcnn.datasets.base import AnnotationDataset, image_size, read_json_object
 from mrcnn.datasets.errors import AnnotationError, AnnotationWarning
 
 __all__ = ["ViaDataset"]
@@ -45,13 +44,7 @@ AREA_SHAPES = ("polygon", "polyline", "rect", "circle", "ellipse")
 
 def _read_via(path):
     """(records dict, the class options of the project's attribute definitions or None)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as error:
-        raise AnnotationError(f"not a JSON file: {error}", path) from error
-    if not isinstance(data, dict):
-        raise AnnotationError("not a VIA file (the top level is not an object)", path)
+    data = read_json_object(path, "VIA file")
     if "project" in data and "metadata" in data:
         raise AnnotationError("this is a VIA 3 project file; export the annotations from "
                               "VIA 2.x, or convert them to COCO", path)
