@@ -169,6 +169,21 @@ class Config:
     # naming it; "skip" skips it with a warning and lists skipped images at each epoch end.
     BAD_IMAGE_POLICY = "raise"
 
+    # --- Keypoints (the paper's section 5: a Keypoint R-CNN head beside the mask head) ----
+    # Keypoints per instance; 0: no keypoint head (every graph, checkpoint and upstream
+    # weight file is as without it). Datasets then implement load_keypoints(image_id).
+    NUM_KEYPOINTS = 0
+    KEYPOINT_NAMES = None          # K names, e.g. COCO's "nose", "left_eye", ...
+    KEYPOINT_FLIP_MAP = ()         # (left_name, right_name) pairs swapped by horizontal flips
+    KEYPOINT_POOL_SIZE = 14        # ROIAlign output side of the keypoint head
+    KEYPOINT_MASK_SHAPE = [56, 56] # heatmap side: 2x the transposed conv's, 4x the pool's
+    KEYPOINT_HEAD_CONV_SIZE = 512  # channels of the head's eight 3x3 convs
+    KEYPOINT_HEAD_CONV_COUNT = 8
+    KEYPOINT_LOSS_WEIGHT = 1.0
+    # False trains and detects keypoints without the mask head (the paper's keypoint-only
+    # model); detect() then returns no "masks".
+    KEYPOINT_WITH_MASKS = True
+
     def __init__(self):
         self.validate()
 
