@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.nn.batch_norm import synchronized_batch_norm
+from mrcnn.precision_support import warn_if_emulated
 
 PRECISION_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -316,8 +317,10 @@ def precision_policy(config):
 def build_scope(config, strategy=None, mode="training"):
     """Everything a graph must be built under: strategy scope, precision, SyncBN.
 
-    Synchronised BatchNorm (config.SYNC_BN) applies to the training graph only.
+    Synchronised BatchNorm (config.SYNC_BN) applies to the training graph only. A 16-bit
+    policy that only an emulating CPU would run warns once (mrcnn.precision_support).
     """
+    warn_if_emulated(precision_name(config))
     strategy = strategy or tf.distribute.get_strategy()
     sync = bool(getattr(config, "SYNC_BN", False)) and mode == "training"
     with contextlib.ExitStack() as stack:
