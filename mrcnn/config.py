@@ -28,6 +28,8 @@ LR_SCHEDULES = ("constant", "cosine")
 GRADIENT_CLIP_MODES = ("per_tensor", "global")
 MIXED_PRECISION_POLICIES = (None, "float32", "mixed_float16", "mixed_bfloat16")
 ROI_ALIGN_MODES = ("upstream", "aligned")
+KEYPOINT_LOSS_NAME = "mrcnn_keypoint_loss"   # weight: KEYPOINT_LOSS_WEIGHT
+CLASS_LOSSES = ("cross_entropy", "focal")
 
 
 class ConfigError(ValueError):
@@ -119,6 +121,13 @@ class Config:
     # steps of one training stage (a `train()` call; a resumed run continues its stage).
     LEARNING_RATE_SCHEDULE = "constant"
     LEARNING_RATE_MIN_FACTOR = 0.0
+    # Classifier loss for imbalanced classes (mrcnn/nn/class_loss.py): NUM_CLASSES weights,
+    # background first, for each ROI's cross-entropy by its true class, normalised as a
+    # weighted mean (all ones = upstream's loss); None: all ones. CLASS_LOSS "focal" scales
+    # each ROI's cross-entropy by (1 - p_true)^FOCAL_GAMMA.
+    CLASS_LOSS_WEIGHTS = None
+    CLASS_LOSS = "cross_entropy"
+    FOCAL_GAMMA = 2.0
     # The progress bar, TensorBoard's batch summaries, custom callbacks' batch hooks and
     # the non-finite check run every this many optimizer steps (rounded down to a
     # divisor of STEPS_PER_EPOCH), not after each one: each of them waits for the device.
@@ -267,6 +276,7 @@ class Config:
         self._validate_anchors()
         self._validate_images()
         self._validate_heads()
+        self._validate_keypoints()
         self._validate_optimisation()
         if mode is not None:
             self._validate_for_mode(mode)
@@ -397,6 +407,45 @@ class Config:
                               f"got {self.ROI_ALIGN_MODE!r}")
         _require_int(self, "SAMPLING_RATIO", minimum=1)
 
+    def _validate_keypoints(self):
+        """The keypoint head's settings (NUM_KEYPOINTS = 0 leaves the others unread)."""
+        count = _require_int(self, "NUM_KEYPOINTS", minimum=0)
+        if not isinstance(self.KEYPOINT_WITH_MASKS, (bool, np.bool_)):
+            raise ConfigError(f"KEYPOINT_WITH_MASKS must be True or False, "
+                              f"got {self.KEYPOINT_WITH_MASKS!r}")
+        if not self.KEYPOINT_WITH_MASKS and count == 0:
+            raise ConfigError("KEYPOINT_WITH_MASKS = False (a keypoint-only model) needs "
+                              "NUM_KEYPOINTS > 0: without keypoints there is no head left")
+        if count == 0:
+            return
+        names = self.KEYPOINT_NAMES
+        if names is not None:
+            if isinstance(names, str) or len(list(names)) != count \
+                    or not all(isinstance(n, str) for n in names):
+                raise ConfigError(f"KEYPOINT_NAMES must be {count} strings (NUM_KEYPOINTS), "
+                                  f"got {names!r}")
+            if len(set(names)) != count:
+                raise ConfigError(f"KEYPOINT_NAMES must be distinct, got {list(names)}")
+        _check_flip_map(self.KEYPOINT_FLIP_MAP, names)
+        pool = _require_int(self, "KEYPOINT_POOL_SIZE", minimum=1)
+        shape = _require_pair(self, "KEYPOINT_MASK_SHAPE")
+        if [int(v) for v in shape] != [4 * pool, 4 * pool]:
+            raise ConfigError(
+                f"KEYPOINT_MASK_SHAPE must be 4 x KEYPOINT_POOL_SIZE ({[4 * pool] * 2}): the "
+                f"head's transposed conv and its bilinear upsampling each double the "
+                f"{pool}x{pool} pooled features, got {list(shape)}")
+        _require_int(self, "KEYPOINT_HEAD_CONV_SIZE", minimum=1)
+        _require_int(self, "KEYPOINT_HEAD_CONV_COUNT", minimum=0)
+        weight = self.KEYPOINT_LOSS_WEIGHT
+        if isinstance(weight, (bool, np.bool_)) or not isinstance(
+                weight, (int, float, np.integer, np.floating)) or not weight >= 0:
+            raise ConfigError(f"KEYPOINT_LOSS_WEIGHT must be a number >= 0, got {weight!r}")
+        listed = self.LOSS_WEIGHTS.get(KEYPOINT_LOSS_NAME)
+        if listed is not None and float(listed) != float(weight):
+            raise ConfigError(
+                f"LOSS_WEIGHTS[{KEYPOINT_LOSS_NAME!r}] ({listed}) disagrees with "
+                f"KEYPOINT_LOSS_WEIGHT ({weight}): set the keypoint loss's weight in one")
+
     def _validate_optimisation(self):
         for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):
             value = getattr(self, name)
@@ -406,7 +455,7 @@ class Config:
             raise ConfigError(f"LEARNING_MOMENTUM must be in [0, 1), got {self.LEARNING_MOMENTUM}")
         if self.WEIGHT_DECAY < 0:
             raise ConfigError(f"WEIGHT_DECAY must be >= 0, got {self.WEIGHT_DECAY}")
-        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES) - {KEYPOINT_LOSS_NAME}
         if unknown:
             raise ConfigError(f"LOSS_WEIGHTS has unknown losses {sorted(unknown)}; "
                               f"known: {list(LOSS_NAMES)}")
@@ -428,6 +477,7 @@ class Config:
         if not 0 <= self.LEARNING_RATE_MIN_FACTOR <= 1:
             raise ConfigError(f"LEARNING_RATE_MIN_FACTOR must be in [0, 1], "
                               f"got {self.LEARNING_RATE_MIN_FACTOR}")
+        _validate_class_loss(self)
 
 
 _DERIVED = {
@@ -435,6 +485,28 @@ _DERIVED = {
     "IMAGE_SHAPE": "IMAGE_MAX_DIM (IMAGE_MIN_DIM in crop mode) and IMAGE_CHANNEL_COUNT",
     "IMAGE_META_SIZE": "NUM_CLASSES",
 }
+
+
+def _validate_class_loss(config):
+    """CLASS_LOSS_WEIGHTS, CLASS_LOSS and FOCAL_GAMMA (see mrcnn/nn/class_loss.py)."""
+    if config.CLASS_LOSS not in CLASS_LOSSES:
+        raise ConfigError(f"CLASS_LOSS must be one of {CLASS_LOSSES}, "
+                          f"got {config.CLASS_LOSS!r}")
+    gamma = config.FOCAL_GAMMA
+    if (isinstance(gamma, (bool, np.bool_)) or not isinstance(gamma, (int, float, np.number))
+            or not math.isfinite(gamma) or gamma < 0):
+        raise ConfigError(f"FOCAL_GAMMA must be a finite number >= 0, got {gamma!r}")
+    weights = config.CLASS_LOSS_WEIGHTS
+    if weights is None:
+        return
+    values = _require_sequence(config, "CLASS_LOSS_WEIGHTS")
+    if len(values) != config.NUM_CLASSES:
+        raise ConfigError(f"CLASS_LOSS_WEIGHTS has {len(values)} weights but NUM_CLASSES is "
+                          f"{config.NUM_CLASSES}: give one weight per class, background "
+                          f"first")
+    if any(not math.isfinite(v) or v < 0 for v in values) or not any(v > 0 for v in values):
+        raise ConfigError(f"CLASS_LOSS_WEIGHTS must be finite numbers >= 0, at least one "
+                          f"of them > 0, got {list(weights)}")
 
 
 def _refuse_derived(name, sources=None):
@@ -490,6 +562,30 @@ def _require_pair(config, name):
     if len(values) != 2 or any(v < 1 or int(v) != v for v in values):
         raise ConfigError(f"{name} must be two positive integers (height, width), got {value!r}")
     return values
+
+
+def _check_flip_map(flip_map, names):
+    """KEYPOINT_FLIP_MAP: (left, right) pairs of distinct KEYPOINT_NAMES, each name once."""
+    try:
+        pairs = [tuple(pair) for pair in flip_map]
+    except TypeError:
+        raise ConfigError(f"KEYPOINT_FLIP_MAP must be a sequence of (left_name, right_name) "
+                          f"pairs, got {flip_map!r}") from None
+    if pairs and names is None:
+        raise ConfigError("KEYPOINT_FLIP_MAP names keypoints, so KEYPOINT_NAMES must be given")
+    seen = set()
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ConfigError(f"KEYPOINT_FLIP_MAP must hold pairs of two different names, "
+                              f"got {pair!r}")
+        unknown = [n for n in pair if n not in names]
+        if unknown:
+            raise ConfigError(f"KEYPOINT_FLIP_MAP names {unknown} that are not in "
+                              f"KEYPOINT_NAMES {list(names)}")
+        if seen & set(pair):
+            raise ConfigError(f"KEYPOINT_FLIP_MAP names {sorted(seen & set(pair))} in more "
+                              f"than one pair")
+        seen.update(pair)
 
 
 def _require_std_dev(config, name):
