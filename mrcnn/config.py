@@ -499,7 +499,10 @@ def _validate_class_loss(config):
     weights = config.CLASS_LOSS_WEIGHTS
     if weights is None:
         return
-    values = _require_sequence(config, "CLASS_LOSS_WEIGHTS")
+    try:
+        values = [float(v) for v in _require_sequence(config, "CLASS_LOSS_WEIGHTS")]
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"CLASS_LOSS_WEIGHTS must be numbers, got {weights!r}") from error
     if len(values) != config.NUM_CLASSES:
         raise ConfigError(f"CLASS_LOSS_WEIGHTS has {len(values)} weights but NUM_CLASSES is "
                           f"{config.NUM_CLASSES}: give one weight per class, background "

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from mrcnn.config import LOSS_NAMES
 from mrcnn.nn import losses as loss_fns
+from mrcnn.nn import class_loss
 from mrcnn import distribute, weights_io
 from mrcnn.schedule import LearningRateSchedule  # noqa: F401 (part of this module's API)
 
@@ -44,13 +45,15 @@ class TrainingDivergedError(RuntimeError):
     """Training stopped because a loss or gradient became NaN or infinite."""
 
 
-def compute_losses(inputs, outputs):
+def compute_losses(inputs, outputs, config=None):
     """The five Mask R-CNN losses of one batch.
 
     Args:
         inputs: dict of the training graph's inputs (input_rpn_match, input_rpn_bbox,
             input_image_meta, ...).
         outputs: dict of the training graph's outputs.
+        config: its CLASS_LOSS_WEIGHTS, CLASS_LOSS and FOCAL_GAMMA shape the classifier
+            loss (mrcnn.nn.class_loss); None: upstream's cross-entropy.
     Returns:
         dict loss name -> float32 scalar, keys as config.LOSS_NAMES.
     """
@@ -60,8 +63,9 @@ def compute_losses(inputs, outputs):
             inputs["input_rpn_match"], outputs["rpn_class_logits"]),
         "rpn_bbox_loss": loss_fns.rpn_bbox_loss(
             inputs["input_rpn_bbox"], inputs["input_rpn_match"], outputs["rpn_bbox"]),
-        "mrcnn_class_loss": loss_fns.mrcnn_class_loss(
-            outputs["target_class_ids"], outputs["mrcnn_class_logits"], active_class_ids),
+        "mrcnn_class_loss": class_loss.classifier_loss(
+            outputs["target_class_ids"], outputs["mrcnn_class_logits"], active_class_ids,
+            **class_loss.class_loss_settings(config)),
         "mrcnn_bbox_loss": loss_fns.mrcnn_bbox_loss(
             outputs["target_bbox"], outputs["target_class_ids"], outputs["mrcnn_bbox"]),
         "mrcnn_mask_loss": loss_fns.mrcnn_mask_loss(
@@ -69,14 +73,15 @@ def compute_losses(inputs, outputs):
     }
 
 
-def loss_counts(inputs, outputs):
+def loss_counts(inputs, outputs, config=None):
     """How many elements each loss of `compute_losses` averages over, for one batch.
 
     Every Mask R-CNN loss is a mean over the elements it scores (labelled anchors,
     positive anchors, active ROIs, positive ROIs), so the loss of a batch split into
     parts is the count-weighted mean of the parts' losses. These counts mirror the
     denominators in mrcnn.nn.losses (a constant factor per element, such as the 4 box
-    coordinates or the h*w mask pixels, cancels out and is left out).
+    coordinates or the h*w mask pixels, cancels out and is left out); the classifier's
+    "count" is its sum of ROI weights (config.CLASS_LOSS_WEIGHTS, see nn/class_loss.py).
 
     Returns:
         dict loss name -> float32 scalar count, keys as config.LOSS_NAMES.
@@ -85,10 +90,10 @@ def loss_counts(inputs, outputs):
     positive = tf.equal(match, 1)
     rank = tf.cumsum(tf.cast(positive, tf.int32), axis=1, exclusive=True)
     bbox_rows = tf.shape(inputs["input_rpn_bbox"])[1]
-    predicted = tf.argmax(tf.cast(outputs["mrcnn_class_logits"], tf.float32), axis=2,
-                          output_type=tf.int32)                                 # [B, T]
-    active_class_ids = tf.cast(inputs["input_image_meta"][:, 12:], tf.float32)
-    active = tf.gather(active_class_ids, predicted, batch_dims=1)               # [B, T]
+    active = class_loss.roi_class_weights(
+        outputs["target_class_ids"], outputs["mrcnn_class_logits"],
+        inputs["input_image_meta"][:, 12:],
+        class_loss.class_loss_settings(config).get("class_weights"))            # [B, T]
 
     def count(mask):
         return tf.reduce_sum(tf.cast(mask, tf.float32))
@@ -232,8 +237,10 @@ class TrainingModel(keras.Model):
         summed over replicas they are the batch's losses (see replica_loss_shares)."""
         outputs = self(inputs, training=training)
         losses = {name: tf.cast(value, tf.float32)
-                  for name, value in compute_losses(inputs, outputs).items()}
-        counts = loss_counts(inputs, outputs) if num_replicas() > 1 else None
+                  for name, value in compute_losses(inputs, outputs,
+                                                    self.mrcnn_config).items()}
+        counts = (loss_counts(inputs, outputs, self.mrcnn_config) if num_replicas() > 1
+                  else None)
         return replica_loss_shares(losses, counts)
 
     def _weighted_total(self, losses):
