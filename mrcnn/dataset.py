@@ -218,3 +218,21 @@ class Dataset:
         mask = np.empty([0, 0, 0], dtype=bool)
         class_ids = np.empty([0], dtype=np.int32)
         return mask, class_ids
+
+    def load_keypoints(self, image_id):
+        """Keypoints of the instances of ``image_id``. Override it for a keypoint model.
+
+        Returns:
+            float32 array [N, K, 3], rows aligned with :meth:`load_mask`'s instances:
+            (x, y, v) per keypoint, x the column and y the row of the image's pixel
+            index frame (integer x is the centre of pixel column x, as COCO and
+            matplotlib's imshow); v = 0 not labelled, 1 labelled but occluded,
+            2 visible (COCO's convention). Rows of unlabelled keypoints may hold any
+            coordinates; they are ignored.
+
+        Needed when ``config.NUM_KEYPOINTS > 0``; the default raises NotImplementedError.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__}.load_keypoints is not implemented: a model with "
+            f"NUM_KEYPOINTS > 0 needs load_keypoints(image_id) -> float32 [N, K, 3] "
+            f"(x, y, visibility), rows aligned with load_mask's instances")

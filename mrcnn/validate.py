@@ -29,6 +29,12 @@ What is accepted (and converted) and what is rejected:
 * class ids: N integers (one per mask), each in 1..num_classes-1, or negative (a crowd
   region, upstream's COCO convention) with its absolute value in that range. 0 (the
   background) and ids beyond the dataset's classes are rejected.
+* keypoints (models with NUM_KEYPOINTS > 0): ``load_keypoints`` returns [N, K, 3]
+  (x, y, v) with N the number of masks and K = NUM_KEYPOINTS, integer or float values
+  (converted to float32). v must be 0, 1 or 2. Labelled points (v > 0) must be finite
+  and lie in the image, pixel centres from 0 to W - 1 (H - 1), up to
+  KEYPOINT_TOLERANCE pixels beyond; points within that tolerance are clamped onto
+  the image. Unlabelled points (v = 0) become (0, 0, 0).
 
 A file that cannot be read, or any exception raised by ``load_image``/``load_mask``,
 becomes a DatasetError too (the original exception is chained).
@@ -42,9 +48,14 @@ from mrcnn import utils
 
 __all__ = ["DatasetError", "DataConversionWarning", "BadImageWarning", "describe_image",
            "check_image", "check_molded_size", "check_masks", "load_checked",
+           "check_keypoints", "load_checked_keypoints", "KEYPOINT_TOLERANCE",
            "validate_dataset", "check_num_classes", "BadImageLog", "BAD_IMAGE_POLICIES"]
 
 BAD_IMAGE_POLICIES = ("raise", "skip")
+
+# Pixels a labelled keypoint may lie beyond the image's outer pixel centres (annotation
+# tools often put edge points on the border line, x = W); such points are clamped.
+KEYPOINT_TOLERANCE = 1.0
 
 
 class DatasetError(ValueError):
@@ -339,6 +350,100 @@ def check_masks(masks, class_ids, image_shape, num_classes):
 
 
 ############################################################
+#  Keypoints
+############################################################
+
+def _keypoints_to_float(keypoints):
+    """float32 copy of a numeric keypoint array; DatasetError for other dtypes."""
+    if keypoints.dtype == np.bool_ or not (np.issubdtype(keypoints.dtype, np.integer)
+                                           or np.issubdtype(keypoints.dtype, np.floating)):
+        raise DatasetError(f"the keypoints have dtype {keypoints.dtype}; load_keypoints "
+                           f"must return float32 [N, K, 3] (x, y, visibility)")
+    return keypoints.astype(np.float32)
+
+
+def check_keypoints(keypoints, num_instances, image_shape, num_keypoints=None,
+                    tolerance=KEYPOINT_TOLERANCE):
+    """Check and convert the keypoints of one image.
+
+    Args:
+        keypoints: what ``load_keypoints`` returned.
+        num_instances: N, the number of masks ``load_mask`` returned.
+        image_shape: (H, W, ...) of the image (before any resizing).
+        num_keypoints: K expected (config.NUM_KEYPOINTS), or None to accept any K.
+        tolerance: pixels a labelled point may lie beyond the outer pixel centres.
+
+    Returns:
+        float32 [N, K, 3] (x, y, v) in the image's pixel-index frame; labelled points
+        clamped to [0, W - 1] x [0, H - 1], unlabelled points (0, 0, 0).
+    Raises:
+        DatasetError (without the image's description; see :func:`load_checked_keypoints`).
+    """
+    if not isinstance(keypoints, np.ndarray):
+        raise DatasetError(f"load_keypoints returned a {type(keypoints).__name__}, not a "
+                           f"numpy array")
+    k_text = "K" if num_keypoints is None else str(int(num_keypoints))
+    if keypoints.size == 0 and num_instances == 0:
+        k = int(num_keypoints) if num_keypoints is not None else (
+            keypoints.shape[1] if keypoints.ndim == 3 else 0)
+        return np.zeros([0, k, 3], dtype=np.float32)
+    if keypoints.ndim != 3 or keypoints.shape[2] != 3:
+        raise DatasetError(
+            f"the keypoints are {_shape_text(keypoints.shape)}; load_keypoints must return "
+            f"[N, {k_text}, 3] arrays of (x, y, visibility)")
+    if keypoints.shape[0] != num_instances:
+        raise DatasetError(
+            f"load_keypoints returned keypoints for {keypoints.shape[0]} instances but "
+            f"load_mask returned {num_instances} masks; their rows must be aligned")
+    if num_keypoints is not None and keypoints.shape[1] != num_keypoints:
+        raise DatasetError(
+            f"the keypoints are {_shape_text(keypoints.shape)}: {keypoints.shape[1]} "
+            f"keypoints per instance, but NUM_KEYPOINTS is {num_keypoints}")
+    keypoints = _keypoints_to_float(keypoints)
+    visibility = keypoints[..., 2]
+    bad = ~np.isin(visibility, (0, 1, 2))
+    if bad.any():
+        values = sorted(set(np.asarray(visibility[bad], dtype=np.float64).tolist()))[:6]
+        raise DatasetError(
+            f"keypoint visibilities {values} are not 0 (not labelled), 1 (occluded) or "
+            f"2 (visible)")
+    labelled = visibility > 0
+    xy = keypoints[..., :2]
+    if not np.all(np.isfinite(xy[labelled])):
+        raise DatasetError("labelled keypoints (visibility 1 or 2) hold NaN or infinite "
+                           "coordinates")
+    height, width = int(image_shape[0]), int(image_shape[1])
+    limits = np.array([width - 1, height - 1], dtype=np.float32)
+    outside = labelled[..., None] & ((xy < -tolerance) | (xy > limits + tolerance))
+    if outside.any():
+        instance, point = (int(i) for i in np.argwhere(outside.any(axis=-1))[0])
+        x, y = (float(v) for v in keypoints[instance, point, :2])
+        raise DatasetError(
+            f"keypoint {point} of instance {instance} at (x={x:g}, y={y:g}) lies outside "
+            f"the {width}x{height} image (pixel centres x 0..{width - 1}, y 0..{height - 1}, "
+            f"(x, y) = (column, row)); {int(outside.any(axis=-1).sum())} labelled keypoint(s) "
+            f"are outside")
+    keypoints[..., :2] = np.where(labelled[..., None], np.clip(xy, 0, limits), 0)
+    return keypoints
+
+
+def load_checked_keypoints(dataset, image_id, image_shape, num_instances,
+                           num_keypoints=None):
+    """``dataset.load_keypoints(image_id)``, checked by :func:`check_keypoints`.
+
+    Returns:
+        float32 [N, K, 3] (x, y, v), pixel-index frame of the image.
+    Raises:
+        DatasetError naming the image; a NotImplementedError of the dataset becomes one.
+    """
+    try:
+        keypoints = _call("load_keypoints", dataset.load_keypoints, image_id)
+        return check_keypoints(keypoints, num_instances, image_shape, num_keypoints)
+    except DatasetError as error:
+        raise error.for_image(dataset, image_id) from error.__cause__
+
+
+############################################################
 #  Loading one image through the Dataset
 ############################################################
 
@@ -399,8 +504,9 @@ def validate_dataset(dataset, config=None, image_ids=None, stop_after=None):
 
     Args:
         dataset: a prepared Dataset.
-        config: optional Config: NUM_CLASSES is compared with the dataset and
-            IMAGE_CHANNEL_COUNT is used for the image check.
+        config: optional Config: NUM_CLASSES is compared with the dataset,
+            IMAGE_CHANNEL_COUNT is used for the image check, and with NUM_KEYPOINTS > 0
+            the keypoints are checked too.
         image_ids: the images to check (default: all).
         stop_after: stop once this many bad images were found (default: check all).
 
@@ -416,9 +522,13 @@ def validate_dataset(dataset, config=None, image_ids=None, stop_after=None):
         channels = int(config.IMAGE_CHANNEL_COUNT)
     ids = dataset.image_ids if image_ids is None else image_ids
     errors = []
+    num_keypoints = int(getattr(config, "NUM_KEYPOINTS", 0) or 0)
     for image_id in ids:
         try:
-            load_checked(dataset, image_id, channels)
+            image, _, class_ids = load_checked(dataset, image_id, channels)
+            if num_keypoints:
+                load_checked_keypoints(dataset, image_id, image.shape, len(class_ids),
+                                       num_keypoints)
         except DatasetError as error:
             errors.append(error)
             if stop_after is not None and len(errors) >= stop_after:
