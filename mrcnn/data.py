@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from mrcnn import augment as augment_module
+from mrcnn import keypoints as keypoint_module
 from mrcnn import utils, validate
 from mrcnn.image_meta import compose_image_meta, parse_image_meta, parse_image_meta_graph
 
@@ -110,6 +111,13 @@ def _random_int(rng, high):
     return int(_integers(rng, 0, high))
 
 
+def _seed(rng):
+    """The augmentation seed drawn from ``rng`` as apply_augmentation draws it (None: None)."""
+    if rng is None:
+        return None
+    return int(_integers(rng, 0, augment_module.SEED_RANGE))
+
+
 def apply_augmentation(image, mask, augmentation, rng=None):
     """Apply an augmentation to an image and its masks with the same random draw.
 
@@ -132,17 +140,28 @@ def _active_class_ids(dataset, image_id):
     return active
 
 
-def _drop_empty(class_ids, mask):
-    """Keep the instances whose mask has a pixel: (class_ids, boxes int32 [N, 4], mask)."""
+def _drop_empty(class_ids, mask, keypoints=None):
+    """Keep the instances whose mask has a pixel: (class_ids, boxes int32 [N, 4], mask,
+    keypoints [N, K, 3] or None), rows kept aligned."""
     bbox = utils.extract_bboxes(mask)
     present = bbox[:, 2] > bbox[:, 0]
     if not present.all():
-        return class_ids[present], bbox[present], mask[:, :, present]
-    return class_ids, bbox, mask
+        keypoints = None if keypoints is None else keypoints[present]
+        return class_ids[present], bbox[present], mask[:, :, present], keypoints
+    return class_ids, bbox, mask, keypoints
+
+
+def _molded_keypoints(dataset, config, image_id, image_shape, class_ids, scale, padding,
+                      crop):
+    """The image's checked keypoints moved by resize_image: float32 [N, K, 3]."""
+    num_keypoints = int(getattr(config, "NUM_KEYPOINTS", 0) or 0) or None
+    keypoints = validate.load_checked_keypoints(dataset, image_id, image_shape,
+                                                len(class_ids), num_keypoints)
+    return keypoint_module.resize_keypoints(keypoints, image_shape, scale, padding, crop)
 
 
 def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
-                  use_mini_mask=False, *, rng=None):
+                  use_mini_mask=False, *, rng=None, with_keypoints=False):
     """Load an image with its ground truth, resized as the model sees it.
 
     Arguments, their order and defaults are upstream's.
@@ -160,6 +179,11 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
             mini masks of MINI_MASK_SHAPE. Training batches pass config.USE_MINI_MASK.
         rng: keyword only; random source of the crop of "crop" mode, of ``augment`` and
             of ``augmentation`` (see the module docstring).
+        with_keypoints: keyword only; True adds a sixth value, the instances'
+            keypoints from ``dataset.load_keypoints`` (checked by mrcnn.validate)
+            moved with the image (see mrcnn.keypoints): resized, padded, cropped,
+            flipped and augmented, left/right swapped by config.KEYPOINT_FLIP_MAP when
+            the image is mirrored.
 
     Returns:
         image: uint8 [H, W, 3] molded size (not mean-subtracted).
@@ -168,6 +192,10 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
             augmentation are dropped.
         bbox: int32 [N, (y1, x1, y2, x2)] pixels, the extent of each mask.
         mask: bool [H, W, N], or [MINI_MASK_SHAPE..., N] mini masks.
+        keypoints (only with ``with_keypoints``): float32 [N, K, 3] (x, y, v) in the
+            pixel-index frame of the returned image, rows aligned with class_ids;
+            keypoints outside the image, unlabelled ones and those of crowd
+            instances are (0, 0, 0).
 
     Raises:
         mrcnn.validate.DatasetError: the image or its masks are unusable (the message
@@ -184,19 +212,34 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE, rng=rng)
     mask = utils.resize_mask(mask, scale, padding, crop)
+    keypoints = None
+    if with_keypoints:
+        keypoints = _molded_keypoints(dataset, config, image_id, original_shape, class_ids,
+                                      scale, padding, crop)
+        flip = keypoint_module.config_flip_permutation(config)
 
     if augment:
         logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
         if _random_int(_random_state(rng), 2):
             image, mask = np.fliplr(image), np.fliplr(mask)
-    if augmentation is not None:
+            if keypoints is not None:
+                keypoints = keypoint_module.flip_keypoints_horizontal(
+                    keypoints, image.shape[1], flip)
+    if augmentation is not None and keypoints is not None:
+        adapter = keypoint_module.as_keypoint_augmentation(augmentation)
+        image, mask, keypoints = adapter(image, mask, keypoints, _seed(rng), flip)
+    elif augmentation is not None:
         image, mask = apply_augmentation(image, mask, augmentation, rng)
 
-    class_ids, bbox, mask = _drop_empty(class_ids, mask)
+    class_ids, bbox, mask, keypoints = _drop_empty(class_ids, mask, keypoints)
     if use_mini_mask:
         mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
                                     _active_class_ids(dataset, image_id))
+    if keypoints is not None:
+        keypoints = keypoint_module.mark_outside(keypoints, image.shape)
+        keypoints[class_ids < 0] = 0
+        return np.ascontiguousarray(image), image_meta, class_ids, bbox, mask, keypoints
     return np.ascontiguousarray(image), image_meta, class_ids, bbox, mask
 
 
@@ -587,12 +630,16 @@ def compute_anchors(config):
         config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
 
 
-def _subsample_instances(rng, limit, class_ids, boxes, masks):
-    """Keep at most ``limit`` instances, chosen at random (order of the draw)."""
+def _subsample_instances(rng, limit, class_ids, boxes, masks, keypoints=None):
+    """Keep at most ``limit`` instances, chosen at random (order of the draw).
+
+    Returns (class_ids, boxes, masks, keypoints), keypoints None when not given.
+    """
     if len(class_ids) <= limit:
-        return class_ids, boxes, masks
+        return class_ids, boxes, masks, keypoints
     ids = rng.choice(np.arange(len(class_ids)), limit, replace=False)
-    return class_ids[ids], boxes[ids], masks[:, :, ids]
+    keypoints = None if keypoints is None else keypoints[ids]
+    return class_ids[ids], boxes[ids], masks[:, :, ids], keypoints
 
 
 def default_workers(config=None):
@@ -620,6 +667,13 @@ class DataGenerator(keras.utils.PyDataset):
         input_gt_class_ids  int32   [B, M]         0 = padding, negative = crowd
         input_gt_boxes      float32 [B, M, 4]      pixels
         input_gt_masks      bool    [B, h, w, M]
+
+    With config.NUM_KEYPOINTS > 0 (the dataset implements ``load_keypoints``):
+
+        input_gt_keypoints  float32 [B, M, NUM_KEYPOINTS, 3]
+                                                   (x, y, v) pixel-index frame of the
+                                                   molded image, rows aligned with
+                                                   input_gt_class_ids; zero rows pad
 
     With ``random_rois`` > 0, ``inputs["input_rois"]`` holds int32 [B, random_rois, 4] random
     ROIs in pixels (see :func:`generate_random_rois`). The default, None, gives the
@@ -702,6 +756,9 @@ class DataGenerator(keras.utils.PyDataset):
         if bad_image_policy is None:
             bad_image_policy = getattr(config, "BAD_IMAGE_POLICY", "raise")
         self.bad_images = validate.BadImageLog(bad_image_policy)
+        self.num_keypoints = int(getattr(config, "NUM_KEYPOINTS", 0) or 0)
+        if self.num_keypoints:
+            self._augmentation = keypoint_module.as_keypoint_augmentation(self._augmentation)
         self.anchors = compute_anchors(config)
         self._anchor_table = AnchorTable(self.anchors)
         self.epoch = 0
@@ -787,9 +844,12 @@ class DataGenerator(keras.utils.PyDataset):
         config = self.config
         source = self.dataset.image_info[image_id]["source"]
         augmentation = None if source in self.no_augmentation_sources else self._augmentation
-        image, image_meta, class_ids, boxes, masks = load_image_gt(
+        loaded = load_image_gt(
             self.dataset, config, image_id, augmentation=augmentation,
-            use_mini_mask=config.USE_MINI_MASK, augment=self.augment, rng=rng)
+            use_mini_mask=config.USE_MINI_MASK, augment=self.augment, rng=rng,
+            with_keypoints=bool(self.num_keypoints))
+        image, image_meta, class_ids, boxes, masks = loaded[:5]
+        keypoints = loaded[5] if self.num_keypoints else None
         if not np.any(class_ids > 0) and not self.train_on_empty_images:
             return None
         rpn_match, rpn_bbox = build_rpn_targets(image.shape, self._anchor_table, class_ids,
@@ -802,9 +862,11 @@ class DataGenerator(keras.utils.PyDataset):
             if self.detection_targets:
                 sample["detection"] = build_detection_targets(rois, class_ids, boxes, masks,
                                                               config, rng)
-        class_ids, boxes, masks = _subsample_instances(rng, config.MAX_GT_INSTANCES,
-                                                       class_ids, boxes, masks)
+        class_ids, boxes, masks, keypoints = _subsample_instances(
+            rng, config.MAX_GT_INSTANCES, class_ids, boxes, masks, keypoints)
         sample.update(class_ids=class_ids, boxes=boxes, masks=masks)
+        if keypoints is not None:
+            sample["keypoints"] = keypoints
         return sample
 
     # ---------------------------------------------------------------- batching
@@ -830,6 +892,11 @@ class DataGenerator(keras.utils.PyDataset):
             "input_gt_boxes": gt_boxes,
             "input_gt_masks": gt_masks,
         }
+        if self.num_keypoints:
+            gt_keypoints = np.zeros([batch, limit, self.num_keypoints, 3], dtype=np.float32)
+            for b, sample in enumerate(samples):
+                gt_keypoints[b, :len(sample["keypoints"])] = sample["keypoints"]
+            inputs["input_gt_keypoints"] = gt_keypoints
         targets = None
         if self.random_rois:
             inputs["input_rois"] = np.stack([s["random_rois"] for s in samples])
@@ -844,7 +911,8 @@ class DataGenerator(keras.utils.PyDataset):
         """Batch ``index`` in upstream's generator layout: (inputs list, outputs list).
 
         inputs: the seven arrays in INPUT_NAMES order, then the random ROIs and the
-        detection ROIs when requested; outputs: [] or the three detection targets.
+        detection ROIs when requested, then input_gt_keypoints with NUM_KEYPOINTS > 0;
+        outputs: [] or the three detection targets.
         """
         item = self[index]
         inputs = item[0]
@@ -857,6 +925,8 @@ class DataGenerator(keras.utils.PyDataset):
                 values.append(targets["rois"])
                 outputs = [targets["mrcnn_class_ids"], targets["mrcnn_bbox"],
                            targets["mrcnn_mask"]]
+        if self.num_keypoints:
+            values.append(inputs["input_gt_keypoints"])
         return values, outputs
 
 
