@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import distribute, inference, schedule, training, utils, weights_io
+from mrcnn import keypoint_inference
 from mrcnn.data import (DataGenerator, build_rpn_targets, data_generator,  # noqa: F401
                         load_image_gt, mold_image, unmold_image)
 from mrcnn.image_meta import (compose_image_meta, parse_image_meta,  # noqa: F401
@@ -337,7 +338,8 @@ class MaskRCNN:
         Returns:
             numpy detections float32 [B, D, 6] and detection_masks float32
             [B, D, mh, mw] (each detection's mask of its class); the whole mrcnn_mask
-            [B, D, mh, mw, NC] stays in the graph.
+            [B, D, mh, mw, NC] stays in the graph. Keypoint models add
+            detection_keypoints float32 [B, D, K, 3] (see `_detection_function`).
         """
         images = tf.constant(molded_images, tf.float32)
         metas = tf.constant(image_metas, tf.float32)
@@ -347,8 +349,8 @@ class MaskRCNN:
             self._predict_fn.get_concrete_function(
                 tf.TensorSpec([None] + list(images.shape[1:]), tf.float32),
                 tf.TensorSpec([None, metas.shape[1]], tf.float32))
-        detections, masks = self._predict_fn(images, metas)
-        return detections.numpy(), masks.numpy()
+        # Keypoint models also return detection_keypoints [B, D, K, 3].
+        return tuple(output.numpy() for output in self._predict_fn(images, metas))
 
     def detect(self, images, verbose=0):
         """Detect instances in any number of images of any sizes.
@@ -385,13 +387,17 @@ class MaskRCNN:
             if verbose:
                 log("molded_images", batch_images)
                 log("image_metas", batch_metas)
-            detections, masks = self._predict(batch_images, batch_metas)
+            detections, masks, *keypoints = self._predict(batch_images, batch_metas)
             for row, index in enumerate(batch):
                 rois, class_ids, scores, full_masks = self.unmold_detections(
                     detections[row], masks[row], images[index].shape,
                     batch_images[row].shape, windows[index])
                 results[index] = {"rois": rois, "class_ids": class_ids, "scores": scores,
                                   "masks": full_masks}
+                if keypoints:
+                    keypoint_inference.attach_keypoints(
+                        results[index], self.config, detections[row], keypoints[0][row],
+                        images[index].shape, batch_images[row].shape, windows[index])
         return results
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
@@ -415,8 +421,8 @@ class MaskRCNN:
         results = []
         for start in range(0, len(molded_images), self.config.BATCH_SIZE):
             stop = start + self.config.BATCH_SIZE
-            detections, masks = self._predict(molded_images[start:stop],
-                                              image_metas[start:stop])
+            detections, masks, *keypoints = self._predict(molded_images[start:stop],
+                                                          image_metas[start:stop])
             for row in range(min(stop, len(molded_images)) - start):
                 index = start + row
                 rois, class_ids, scores, full_masks = self.unmold_detections(
@@ -424,6 +430,11 @@ class MaskRCNN:
                     molded_images[index].shape, parsed["window"][index])
                 results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
                                 "masks": full_masks})
+                if keypoints:
+                    keypoint_inference.attach_keypoints(
+                        results[-1], self.config, detections[row], keypoints[0][row],
+                        parsed["original_image_shape"][index], molded_images[index].shape,
+                        parsed["window"][index])
         return results
 
     def _batches(self, molded):
@@ -480,19 +491,29 @@ class MaskRCNN:
 
 
 def _detection_function(keras_model):
-    """tf.function (images, metas) -> (detections, detection_masks) of the inference graph.
+    """tf.function (images, metas) -> (detections, detection_masks) of the inference graph,
+    then detection_keypoints [B, D, K, 3] for a keypoint model.
 
-    It runs the sub-model of `keras_model` that ends in these two outputs, so nothing
-    else (the per-class mrcnn_mask above all) is copied out of the graph.
+    It runs the sub-model of `keras_model` that ends in these outputs, so nothing
+    else (the per-class mrcnn_mask above all) is copied out of the graph. A keypoint-only
+    model has no mask head: its detection_masks are zeros [B, D, 1, 1].
     """
+    names = {layer.name for layer in keras_model.layers}
+    wanted = ["mrcnn_detection"] + [name for name in ("detection_masks",
+                                                      "detection_keypoints") if name in names]
     detector = keras.Model(inputs=keras_model.input,
-                           outputs=[keras_model.get_layer("mrcnn_detection").output,
-                                    keras_model.get_layer("detection_masks").output])
+                           outputs=[keras_model.get_layer(name).output for name in wanted])
 
     @tf.function(reduce_retracing=True)
     def detect(images, metas):
-        detections, masks = detector({"input_image": images, "input_image_meta": metas},
-                                     training=False)
-        return detections, masks
+        outputs = detector({"input_image": images, "input_image_meta": metas},
+                           training=False)
+        outputs = dict(zip(wanted, outputs))
+        detections = outputs["mrcnn_detection"]
+        masks = outputs.get("detection_masks")
+        if masks is None:
+            masks = tf.zeros(tf.concat([tf.shape(detections)[:2], [1, 1]], 0), tf.float32)
+        keypoints = outputs.get("detection_keypoints")
+        return (detections, masks) if keypoints is None else (detections, masks, keypoints)
 
     return detect

@@ -24,8 +24,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.config import LOSS_NAMES
+from mrcnn.config import KEYPOINT_LOSS_NAME, LOSS_NAMES
 from mrcnn.nn import losses as loss_fns
+from mrcnn.nn.keypoint_head import uses_keypoints, uses_masks
+from mrcnn.nn.keypoint_loss import keypoint_target_count, mrcnn_keypoint_loss
 from mrcnn.nn import class_loss
 from mrcnn import distribute, weights_io
 from mrcnn.schedule import LearningRateSchedule  # noqa: F401 (part of this module's API)
@@ -45,8 +47,25 @@ class TrainingDivergedError(RuntimeError):
     """Training stopped because a loss or gradient became NaN or infinite."""
 
 
+def loss_names(config):
+    """The losses a config's training graph has: config.LOSS_NAMES, without
+    mrcnn_mask_loss for keypoint-only models, then mrcnn_keypoint_loss for keypoint
+    models."""
+    names = [name for name in LOSS_NAMES if uses_masks(config) or name != "mrcnn_mask_loss"]
+    return tuple(names) + ((KEYPOINT_LOSS_NAME,) if uses_keypoints(config) else ())
+
+
+def loss_weight(config, name):
+    """The weight of a loss in the total: LOSS_WEIGHTS (1.0 when absent), and
+    KEYPOINT_LOSS_WEIGHT for the keypoint loss."""
+    if name == KEYPOINT_LOSS_NAME:
+        return float(config.LOSS_WEIGHTS.get(name, config.KEYPOINT_LOSS_WEIGHT))
+    return float(config.LOSS_WEIGHTS.get(name, 1.0))
+
+
 def compute_losses(inputs, outputs, config=None):
-    """The five Mask R-CNN losses of one batch.
+    """The Mask R-CNN losses of one batch: the five, without the mask loss when the graph
+    has no mask head (keypoint-only), plus mrcnn_keypoint_loss with a keypoint head.
 
     Args:
         inputs: dict of the training graph's inputs (input_rpn_match, input_rpn_bbox,
@@ -55,10 +74,10 @@ def compute_losses(inputs, outputs, config=None):
         config: its CLASS_LOSS_WEIGHTS, CLASS_LOSS and FOCAL_GAMMA shape the classifier
             loss (mrcnn.nn.class_loss); None: upstream's cross-entropy.
     Returns:
-        dict loss name -> float32 scalar, keys as config.LOSS_NAMES.
+        dict loss name -> float32 scalar, keys as `loss_names(config)`.
     """
     active_class_ids = inputs["input_image_meta"][:, 12:]
-    return {
+    losses = {
         "rpn_class_loss": loss_fns.rpn_class_loss(
             inputs["input_rpn_match"], outputs["rpn_class_logits"]),
         "rpn_bbox_loss": loss_fns.rpn_bbox_loss(
@@ -68,9 +87,15 @@ def compute_losses(inputs, outputs, config=None):
             **class_loss.class_loss_settings(config)),
         "mrcnn_bbox_loss": loss_fns.mrcnn_bbox_loss(
             outputs["target_bbox"], outputs["target_class_ids"], outputs["mrcnn_bbox"]),
-        "mrcnn_mask_loss": loss_fns.mrcnn_mask_loss(
-            outputs["target_mask"], outputs["mask_class_ids"], outputs["mrcnn_mask"]),
     }
+    if "mrcnn_mask" in outputs:
+        losses["mrcnn_mask_loss"] = loss_fns.mrcnn_mask_loss(
+            outputs["target_mask"], outputs["mask_class_ids"], outputs["mrcnn_mask"])
+    if "mrcnn_keypoint_logits" in outputs:
+        losses[KEYPOINT_LOSS_NAME] = mrcnn_keypoint_loss(
+            outputs["target_keypoints"], outputs["target_keypoint_weights"],
+            outputs["mrcnn_keypoint_logits"])
+    return losses
 
 
 def loss_counts(inputs, outputs, config=None):
@@ -84,7 +109,7 @@ def loss_counts(inputs, outputs, config=None):
     "count" is its sum of ROI weights (config.CLASS_LOSS_WEIGHTS, see nn/class_loss.py).
 
     Returns:
-        dict loss name -> float32 scalar count, keys as config.LOSS_NAMES.
+        dict loss name -> float32 scalar count, keys as `compute_losses`'.
     """
     match = tf.squeeze(tf.cast(inputs["input_rpn_match"], tf.int32), -1)        # [B, A]
     positive = tf.equal(match, 1)
@@ -98,13 +123,17 @@ def loss_counts(inputs, outputs, config=None):
     def count(mask):
         return tf.reduce_sum(tf.cast(mask, tf.float32))
 
-    return {
+    counts = {
         "rpn_class_loss": count(tf.not_equal(match, 0)),
         "rpn_bbox_loss": count(positive & (rank < bbox_rows)),
         "mrcnn_class_loss": tf.reduce_sum(active),
         "mrcnn_bbox_loss": count(tf.cast(outputs["target_class_ids"], tf.int32) > 0),
-        "mrcnn_mask_loss": count(tf.cast(outputs["mask_class_ids"], tf.int32) > 0),
     }
+    if "mrcnn_mask" in outputs:
+        counts["mrcnn_mask_loss"] = count(tf.cast(outputs["mask_class_ids"], tf.int32) > 0)
+    if "mrcnn_keypoint_logits" in outputs:
+        counts[KEYPOINT_LOSS_NAME] = keypoint_target_count(outputs["target_keypoint_weights"])
+    return counts
 
 
 def is_decayed(variable):
@@ -199,18 +228,19 @@ class TrainingModel(keras.Model):
     def __init__(self, *args, config=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.mrcnn_config = config
+        self.loss_names = loss_names(config) if config is not None else LOSS_NAMES
         self.loss_trackers = {name: keras.metrics.Mean(name=name)
-                              for name in ("loss",) + LOSS_NAMES}
-        # Values of the latest step, read by NonFiniteGuard: total loss, then LOSS_NAMES,
+                              for name in ("loss",) + self.loss_names}
+        # Values of the latest step, read by NonFiniteGuard: total loss, then loss_names,
         # then 1.0 if the gradients were usable (finite, or an overflow of the loss scale
         # that the step handled). Every replica writes the same, all-reduced values.
         self.last_step_values = tf.Variable(
-            tf.zeros([len(LOSS_NAMES) + 2]), trainable=False, name="last_step_values")
+            tf.zeros([len(self.loss_names) + 2]), trainable=False, name="last_step_values")
         # The first non-finite step since NonFiniteGuard reset it: its step in the epoch
         # (1-based; 0: none yet), then the values as in last_step_values. Kept on the
         # device, so the guard reads it only every few steps (see NonFiniteGuard).
         self.first_non_finite = tf.Variable(
-            tf.zeros([len(LOSS_NAMES) + 3]), trainable=False, name="first_non_finite")
+            tf.zeros([len(self.loss_names) + 3]), trainable=False, name="first_non_finite")
         # Steps run in the current epoch (NonFiniteGuard resets it at each epoch start).
         self.epoch_steps = tf.Variable(0.0, trainable=False, name="epoch_steps")
         # While True (NonFiniteGuard sets it for a fit), every step after the first
@@ -244,8 +274,8 @@ class TrainingModel(keras.Model):
         return replica_loss_shares(losses, counts)
 
     def _weighted_total(self, losses):
-        weights = self.mrcnn_config.LOSS_WEIGHTS
-        return tf.add_n([losses[name] * float(weights.get(name, 1.0)) for name in LOSS_NAMES])
+        return tf.add_n([losses[name] * loss_weight(self.mrcnn_config, name)
+                         for name in self.loss_names])
 
     def _forward_state(self):
         """Variables the forward pass itself updates: moving statistics of trained BN."""
@@ -320,7 +350,7 @@ class TrainingModel(keras.Model):
         run_branch(finite & tf.logical_not(halted), apply, restore,
                    (summed, saved_state, overflow_handled))
         gradients_usable = tf.logical_or(gradients_finite, overflow_handled)
-        values = tf.stack([total] + [losses[name] for name in LOSS_NAMES]
+        values = tf.stack([total] + [losses[name] for name in self.loss_names]
                           + [tf.cast(gradients_usable, tf.float32)])
         self.last_step_values.assign(values)
         self._record_non_finite(values, losses_finite & gradients_usable)
@@ -356,7 +386,7 @@ class TrainingModel(keras.Model):
         weight = tf.cast(finite, tf.float32)
         self.loss_trackers["loss"].update_state(tf.where(finite, total, 0.0),
                                                 sample_weight=weight)
-        for name in LOSS_NAMES:
+        for name in self.loss_names:
             value = tf.where(finite, losses[name], 0.0)
             self.loss_trackers[name].update_state(value, sample_weight=weight)
         logs = {name: tracker.result() for name, tracker in self.loss_trackers.items()}
@@ -602,7 +632,8 @@ class NonFiniteGuard(keras.callbacks.Callback):
         if record[0] == 0:
             return
         step, total, losses = int(record[0]), record[1], record[2:-1]
-        bad = [f"{name}={value}" for name, value in zip(LOSS_NAMES, losses)
+        names = getattr(self.model, "loss_names", LOSS_NAMES)
+        bad = [f"{name}={value}" for name, value in zip(names, losses)
                if not np.isfinite(value)]
         if not np.isfinite(total) and not bad:
             bad.append(f"weight decay or total loss={total}")

@@ -7,6 +7,10 @@ Two graphs share every weight-carrying layer name, so weights move between them 
 - inference: image -> backbone -> FPN -> RPN -> proposals -> classifier/box head
   -> DetectionLayer -> mask head on the detections.
 
+With NUM_KEYPOINTS > 0 both graphs gain the keypoint head (nn/keypoint_head.py) beside
+the mask head, on the positive ROIs in training and on the detections at inference;
+KEYPOINT_WITH_MASKS = False leaves the mask head out (a keypoint-only model).
+
 Boxes inside the graph are normalised to the molded image (see nn/box_ops.py).
 """
 import keras
@@ -18,6 +22,9 @@ from mrcnn.nn.detection import DetectionLayer
 from mrcnn.nn.fpn import build_fpn
 from mrcnn.nn.glue_layers import AppendBoxes, DetectionBoxes, LeadingRows, NormalizeBoxes
 from mrcnn.nn.heads import build_fpn_mask_graph, fpn_classifier_graph
+from mrcnn.nn.keypoint_decoding import KeypointDecoder
+from mrcnn.nn.keypoint_head import build_keypoint_graph, uses_keypoints, uses_masks
+from mrcnn.nn.keypoint_targets import KeypointTargetLayer
 from mrcnn.nn.proposals import ProposalLayer
 from mrcnn.nn.rpn import build_rpn_model, rpn_on_pyramid
 from mrcnn.nn.targets import DetectionTargetLayer, InstanceBoxes
@@ -58,6 +65,11 @@ def training_inputs(config):
     if not config.USE_RPN_ROIS:
         inputs["input_rois"] = keras.Input(shape=(config.POST_NMS_ROIS_TRAINING, 4),
                                            name="input_rois", dtype="float32")
+    if uses_keypoints(config):
+        # (x, y, v) per instance and keypoint, the molded image's pixel-index frame.
+        inputs["input_gt_keypoints"] = keras.Input(
+            shape=(None, int(config.NUM_KEYPOINTS), 3), name="input_gt_keypoints",
+            dtype="float32")
     return inputs
 
 
@@ -103,7 +115,12 @@ def build_training_graph(config):
         rois [B, T, 4], target_class_ids [B, T], target_bbox [B, T, 4],
         target_mask [B, M, mh, mw], mask_class_ids [B, M], mrcnn_class_logits [B, T, NC],
         mrcnn_bbox [B, T, NC, 4], mrcnn_mask [B, M, mh, mw, NC], where M = T, or the
-        rows that can hold positives with MASK_HEAD_POSITIVES_ONLY.
+        rows that can hold positives with MASK_HEAD_POSITIVES_ONLY. Keypoint models
+        (NUM_KEYPOINTS = K > 0) add target_keypoints int32 [B, P, K],
+        target_keypoint_weights float32 [B, P, K] and mrcnn_keypoint_logits
+        [B, P, kh, kw, K] on the P = int(T * ROI_POSITIVE_RATIO) rows that can hold
+        positives; keypoint-only models (KEYPOINT_WITH_MASKS False) have no
+        target_mask, mask_class_ids or mrcnn_mask.
     """
     image, meta = image_inputs(config, "training")
     inputs = {"input_image": image, "input_image_meta": meta}
@@ -122,8 +139,9 @@ def build_training_graph(config):
         instance_boxes = InstanceBoxes(name="gt_instance_boxes")(
             [inputs["input_gt_class_ids"], gt_boxes])
         candidate_rois = AppendBoxes(name="proposals_with_gt")([candidate_rois, instance_boxes])
-    rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
-        config, fill_negatives=config.ROI_FILL_NEGATIVES, name="proposal_targets")(
+    rois, target_class_ids, target_bbox, target_mask, *roi_gt_index = DetectionTargetLayer(
+        config, fill_negatives=config.ROI_FILL_NEGATIVES, name="proposal_targets",
+        return_gt_index=uses_keypoints(config))(
         [candidate_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
     mask_rois, mask_class_ids = rois, target_class_ids
     if config.MASK_HEAD_POSITIVES_ONLY:
@@ -136,12 +154,6 @@ def build_training_graph(config):
         rois, mrcnn_feature_maps, meta, config.POOL_SIZE, config.NUM_CLASSES,
         train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
         roi_align_mode=config.ROI_ALIGN_MODE, sampling_ratio=config.SAMPLING_RATIO)
-    mrcnn_mask = build_fpn_mask_graph(mask_rois, mrcnn_feature_maps, meta,
-                                      config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                      train_bn=config.TRAIN_BN,
-                                      channels=config.MASK_HEAD_CONV_SIZE,
-                                      roi_align_mode=config.ROI_ALIGN_MODE,
-                                      sampling_ratio=config.SAMPLING_RATIO)
     outputs = {
         "rpn_class_logits": rpn["rpn_class_logits"],
         "rpn_bbox": rpn["rpn_bbox"],
@@ -153,9 +165,42 @@ def build_training_graph(config):
         "mask_class_ids": mask_class_ids,
         "mrcnn_class_logits": mrcnn_class_logits,
         "mrcnn_bbox": mrcnn_bbox,
-        "mrcnn_mask": mrcnn_mask,
     }
+    if uses_masks(config):
+        outputs["mrcnn_mask"] = build_fpn_mask_graph(
+            mask_rois, mrcnn_feature_maps, meta, config.MASK_POOL_SIZE, config.NUM_CLASSES,
+            train_bn=config.TRAIN_BN, channels=config.MASK_HEAD_CONV_SIZE,
+            roi_align_mode=config.ROI_ALIGN_MODE, sampling_ratio=config.SAMPLING_RATIO)
+    else:
+        for name in ("target_mask", "mask_class_ids"):
+            del outputs[name]
+    if uses_keypoints(config):
+        outputs.update(keypoint_training_outputs(rois, roi_gt_index[0], inputs, meta,
+                                                 mrcnn_feature_maps, config))
     return inputs, outputs
+
+
+def keypoint_training_outputs(rois, roi_gt_index, inputs, meta, feature_maps, config):
+    """Keypoint targets and heatmap logits of the rows that can hold positive ROIs.
+
+    The ROI sampler puts positives first, at most int(T * ROI_POSITIVE_RATIO) of them,
+    and the keypoint loss reads positives alone (the head has no BatchNorm), so the head
+    runs on those leading rows only.
+    Returns:
+        dict: target_keypoints int32 [B, P, K], target_keypoint_weights float32
+        [B, P, K], mrcnn_keypoint_logits float32 [B, P, kh, kw, K].
+    """
+    rows = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
+    keypoint_rois = LeadingRows(rows, name="keypoint_rois")(rois)
+    gt_index = LeadingRows(rows, name="keypoint_gt_index")(roi_gt_index)
+    target_keypoints, target_weights = KeypointTargetLayer(
+        config.KEYPOINT_MASK_SHAPE, roi_align_mode=config.ROI_ALIGN_MODE,
+        pool_size=config.KEYPOINT_POOL_SIZE, name="keypoint_targets")(
+        [keypoint_rois, gt_index, inputs["input_gt_keypoints"], meta])
+    return {"target_keypoints": target_keypoints,
+            "target_keypoint_weights": target_weights,
+            "mrcnn_keypoint_logits": build_keypoint_graph(keypoint_rois, feature_maps, meta,
+                                                          config)}
 
 
 def build_inference_graph(config):
@@ -168,7 +213,10 @@ def build_inference_graph(config):
         rpn_bbox [B, A, 4] (upstream's seven), and detection_masks [B, D, mh, mw], each
         detection's mask of its own class (zeros for padding rows), with
         D = DETECTION_MAX_INSTANCES and R = POST_NMS_ROIS_INFERENCE. The graph takes any
-        batch size B.
+        batch size B. Keypoint models add mrcnn_keypoint_logits [B, D, kh, kw, K] and
+        detection_keypoints float32 [B, D, K, 3] (x, y, score; the molded image's
+        pixel-index frame, see nn/keypoint_decoding.py); keypoint-only models have no
+        mrcnn_mask or detection_masks.
     """
     image, meta = image_inputs(config, "inference")
     inputs = {"input_image": image, "input_image_meta": meta}
@@ -182,21 +230,22 @@ def build_inference_graph(config):
     detections = DetectionLayer(config, name="mrcnn_detection")(
         [rpn["rpn_rois"], mrcnn_class, mrcnn_bbox, meta])
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
-    mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps, meta,
-                                      config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                      train_bn=config.TRAIN_BN,
-                                      channels=config.MASK_HEAD_CONV_SIZE,
-                                      roi_align_mode=config.ROI_ALIGN_MODE,
-                                      sampling_ratio=config.SAMPLING_RATIO)
-    detection_masks = ClassMasks(name="detection_masks")([mrcnn_mask, detections])
-    outputs = {
-        "detections": detections,
-        "mrcnn_class": mrcnn_class,
-        "mrcnn_bbox": mrcnn_bbox,
-        "mrcnn_mask": mrcnn_mask,
-        "rpn_rois": rpn["rpn_rois"],
-        "rpn_class": rpn["rpn_class"],
-        "rpn_bbox": rpn["rpn_bbox"],
-        "detection_masks": detection_masks,
-    }
+    outputs = {"detections": detections, "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox}
+    if uses_masks(config):
+        outputs["mrcnn_mask"] = build_fpn_mask_graph(
+            detection_boxes, mrcnn_feature_maps, meta, config.MASK_POOL_SIZE,
+            config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+            channels=config.MASK_HEAD_CONV_SIZE, roi_align_mode=config.ROI_ALIGN_MODE,
+            sampling_ratio=config.SAMPLING_RATIO)
+    outputs.update({"rpn_rois": rpn["rpn_rois"], "rpn_class": rpn["rpn_class"],
+                    "rpn_bbox": rpn["rpn_bbox"]})
+    if uses_masks(config):
+        outputs["detection_masks"] = ClassMasks(name="detection_masks")(
+            [outputs["mrcnn_mask"], detections])
+    if uses_keypoints(config):
+        logits = build_keypoint_graph(detection_boxes, mrcnn_feature_maps, meta, config)
+        outputs["mrcnn_keypoint_logits"] = logits
+        outputs["detection_keypoints"] = KeypointDecoder(
+            roi_align_mode=config.ROI_ALIGN_MODE, pool_size=config.KEYPOINT_POOL_SIZE,
+            name="detection_keypoints")([logits, detection_boxes, meta])
     return inputs, outputs

@@ -138,7 +138,7 @@ def _pad_rows(tensor, rows):
 def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois_per_image,
                       roi_positive_ratio, bbox_std_dev, mask_shape, use_mini_mask,
                       fill_negatives=False, seed=None, roi_align_mode="upstream",
-                      image_shape=None):
+                      image_shape=None, return_gt_index=False):
     """Sample ROIs of one image and build their targets.
 
     Args:
@@ -160,11 +160,15 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
             of the ROI's bins, as the aligned ROI pooling does.
         image_shape: (H, W) of the molded image (the frame of the normalised boxes);
             needed by roi_align_mode "aligned".
+        return_gt_index: also return each ROI's ground-truth row (the keypoint targets
+            read the matched instance's keypoints).
     Returns:
         rois: float32 [T, 4] positives, then negatives, then zero rows.
         class_ids: int32 [T] the class of each positive ROI, 0 elsewhere.
         deltas: float32 [T, 4] box_refinement(roi, gt) / bbox_std_dev of positives.
         masks: float32 [T, mask_h, mask_w] mask targets of positives in {0, 1}.
+        gt_index (with return_gt_index): int32 [T] the row of gt_class_ids / gt_boxes
+            each positive ROI is matched to, -1 for negatives and padding.
     """
     if roi_align_mode not in ("upstream", "aligned"):
         raise ValueError(f"roi_align_mode (Config.ROI_ALIGN_MODE) must be 'upstream' or "
@@ -203,14 +207,17 @@ def detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks, *, train_rois
     class_ids = tf.gather(gt_class_ids, assignment)
     deltas = box_ops.box_refinement(positive_rois, roi_gt_boxes)
     deltas /= tf.constant(bbox_std_dev, tf.float32)
-    masks = _mask_targets(gt_masks, positive_rois, roi_gt_boxes,
-                          tf.gather(instance_ix, assignment), mask_shape, use_mini_mask,
-                          roi_align_mode, image_shape)
+    gt_index = tf.gather(instance_ix, assignment)
+    masks = _mask_targets(gt_masks, positive_rois, roi_gt_boxes, gt_index, mask_shape,
+                          use_mini_mask, roi_align_mode, image_shape)
 
     rois = tf.concat([positive_rois, tf.gather(proposals, negative_ix)], axis=0)
     rows = train_rois_per_image
-    return (_pad_rows(rois, rows), _pad_rows(class_ids, rows), _pad_rows(deltas, rows),
-            _pad_rows(masks, rows))
+    outputs = (_pad_rows(rois, rows), _pad_rows(class_ids, rows), _pad_rows(deltas, rows),
+               _pad_rows(masks, rows))
+    if return_gt_index:
+        outputs += (_pad_rows(gt_index + 1, rows) - 1,)
+    return outputs
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -250,16 +257,18 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_masks: bool or float [B, h, w, G] mini masks (USE_MINI_MASK) or full-size masks.
     Outputs (a list), T = TRAIN_ROIS_PER_IMAGE:
         rois: float32 [B, T, 4]; target_class_ids: int32 [B, T];
-        target_bbox: float32 [B, T, 4]; target_mask: float32 [B, T, MASK_H, MASK_W].
+        target_bbox: float32 [B, T, 4]; target_mask: float32 [B, T, MASK_H, MASK_W];
+        with return_gt_index also roi_gt_index: int32 [B, T] (see detection_targets).
 
     Args:
         config: a Config, or the dict `target_settings(config)` returns.
         seed: op seed of the random subsampling; None takes config.SEED when given.
         fill_negatives: see `detection_targets` (False is upstream's sampling).
+        return_gt_index: add the roi_gt_index output (keypoint models).
     """
 
     def __init__(self, config, seed=None, fill_negatives=False, name="proposal_targets",
-                 **kwargs):
+                 return_gt_index=False, **kwargs):
         # Box deltas need float32 inputs even under a mixed-precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(name=name, **kwargs)
@@ -269,6 +278,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.settings = dict(config)
         self.seed = seed
         self.fill_negatives = bool(fill_negatives)
+        self.return_gt_index = bool(return_gt_index)
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
@@ -278,12 +288,14 @@ class DetectionTargetLayer(keras.layers.Layer):
                      tf.TensorSpec([rows], tf.int32),
                      tf.TensorSpec([rows, 4], tf.float32),
                      tf.TensorSpec([rows, mask_h, mask_w], tf.float32))
+        if self.return_gt_index:
+            signature += (tf.TensorSpec([rows], tf.int32),)
 
         def per_image(elements):
             *boxes_and_ids, index = elements
             return detection_targets(*boxes_and_ids, gt_masks[index],
                                      fill_negatives=self.fill_negatives, seed=self.seed,
-                                     **self.settings)
+                                     return_gt_index=self.return_gt_index, **self.settings)
 
         # The masks are read in place (a map_fn element would be a copy of the whole
         # stack) and keep their dtype, bool from the input pipeline: see _mask_targets.
@@ -295,5 +307,6 @@ class DetectionTargetLayer(keras.layers.Layer):
     def get_config(self):
         base = super().get_config()
         base.update({"config": dict(self.settings), "seed": self.seed,
-                     "fill_negatives": self.fill_negatives})
+                     "fill_negatives": self.fill_negatives,
+                     "return_gt_index": self.return_gt_index})
         return base
