@@ -28,6 +28,7 @@ setup(
         "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6", "albumentations>=1.4"],
     },
+    entry_points={"console_scripts": ["mrcnn = mrcnn.cli:console_main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Image Recognition",
