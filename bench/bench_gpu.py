@@ -9,6 +9,8 @@ Prints JSON lines (and writes them to --out when given):
   by TensorFlow's own rule);
 * "detect": images/s of detect() on B different 1024x1024 images (ResNet-50, 81 classes,
   100 detections with masks, random weights) for each batch size and precision;
+* "xla": the backbone, FPN and RPN head with and without jit_compile (bench_xla.py);
+  on 2 CPU cores XLA made them 1.46x slower, so the graph does not use it;
 * "train": images/s of training steps at 1024x1024 (ResNet-50-FPN, shapes images,
   prepared batches) for each precision.
 
@@ -108,6 +110,26 @@ def detect_throughput(batch, precision, runs=5):
             "images_per_s": round(batch / seconds, 2)}
 
 
+def xla_ratio(runs=5):
+    import tensorflow as tf
+    from bench_detect import _alternate_seconds
+    from bench_xla import convolutional_part
+    import mrcnn.model as modellib
+
+    model = modellib.MaskRCNN("inference", _inference_config(1, "float32"),
+                              tempfile.mkdtemp(prefix="mrcnn_gpu_"))
+    part = convolutional_part(model.keras_model)
+    image = tf.constant(np.random.RandomState(0).normal(
+        size=(1, SIZE, SIZE, 3)).astype(np.float32))
+    plain = tf.function(lambda x: part(x, training=False), jit_compile=False)
+    xla = tf.function(lambda x: part(x, training=False), jit_compile=True)
+    plain_s, xla_s = _alternate_seconds(lambda: [t.numpy() for t in plain(image)],
+                                        lambda: [t.numpy() for t in xla(image)], runs)
+    return {"bench": "xla", "section": "backbone+fpn+rpn", "size": SIZE,
+            "plain_s": round(plain_s, 4), "xla_s": round(xla_s, 4),
+            "ratio": round(xla_s / plain_s, 3)}
+
+
 def train_throughput(precision, steps, batch=8):
     import tensorflow as tf
     import mrcnn.model as modellib
@@ -168,6 +190,10 @@ def main():
     for precision in args.precisions:
         for batch in args.batches:
             emit(detect_throughput(batch, precision), args.out)
+    try:
+        emit(xla_ratio(), args.out)
+    except Exception as error:     # XLA is a measurement here, not a requirement
+        emit({"bench": "xla", "error": str(error).splitlines()[0][:500]}, args.out)
     for precision in args.precisions:
         emit(train_throughput(precision, args.train_steps), args.out)
     return 0
