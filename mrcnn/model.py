@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from mrcnn import distribute, inference, schedule, training, utils, weights_io
 from mrcnn import keypoint_inference
+from mrcnn import checkpoints as run_checkpoints
 from mrcnn.data import (DataGenerator, build_rpn_targets, data_generator,  # noqa: F401
                         load_image_gt, mold_image, unmold_image)
 from mrcnn.image_meta import (compose_image_meta, parse_image_meta,  # noqa: F401
@@ -132,10 +133,21 @@ class MaskRCNN:
             raise FileNotFoundError(
                 f"Could not find model directory under {self.model_dir} for NAME {name!r}")
         for run in reversed(runs):
-            checkpoints = sorted(glob.glob(os.path.join(run, "mask_rcnn*.h5")))
+            checkpoints = sorted(path for path in glob.glob(os.path.join(run, "mask_rcnn*.h5"))
+                                 if not run_checkpoints.is_best_checkpoint(path))
             if checkpoints:
                 return checkpoints[-1]
         raise FileNotFoundError(f"Could not find weight files in {runs[-1]}")
+
+    def find_best(self):
+        """Path of the best checkpoint (`mask_rcnn_{name}_best.h5`, written by
+        `train(monitor=...)`) of the newest run directory of this config's NAME that has
+        one. `find_last()` never returns it.
+
+        Raises:
+            FileNotFoundError: no run directory holds a best checkpoint.
+        """
+        return run_checkpoints.find_best(self.model_dir, self.config.NAME)
 
     def save_weights(self, filepath, epoch=None):
         """Write the model's weights, name-keyed, atomically (see mrcnn.weights_io)."""
@@ -204,7 +216,8 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              verbose=1, workers=None, stage_start_epoch=None):
+              verbose=1, workers=None, stage_start_epoch=None, monitor=None,
+              monitor_mode="auto", patience=None, keep_last=None):
         """Train until `epochs` (cumulative, as upstream) with the selected layers.
 
         The call is one training stage: its learning-rate schedule (warm-up, cosine decay)
@@ -229,6 +242,13 @@ class MaskRCNN:
         Raises:
             training.TrainingDivergedError: a loss or gradient became non-finite; the
                 weights and the newest checkpoint are from the last finite step/epoch.
+            monitor: None, or a value of the epoch's logs ("val_loss", "val_mAP" from a
+                MeanAveragePrecisionCallback in custom_callbacks, ...): the best epoch's
+                weights go to `mask_rcnn_{name}_best.h5` (see mrcnn.checkpoints,
+                `find_best()`); monitor_mode "auto" | "min" | "max" says which is best.
+            patience: with `monitor`, stop after this many epochs without a new best.
+            keep_last: None (keep every epoch file), or keep the newest N epoch files of
+                the run directory, deleting older ones (never the newest nor the best).
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'")
@@ -276,6 +296,8 @@ class MaskRCNN:
             if stage.start_epoch < self.epoch:
                 log(f"Continuing the schedule of the stage begun at epoch "
                     f"{stage.start_epoch}")
+        callbacks += self._checkpoint_callbacks(guard, saver, monitor, monitor_mode,
+                                                patience, keep_last)
             log(f"Checkpoint Path: {self.checkpoint_path}")
         with training.expected_retracing():
             history = self.keras_model.fit(
@@ -297,6 +319,24 @@ class MaskRCNN:
         return self.log_dir if distribute.is_chief() else tempfile.mkdtemp(prefix="mrcnn_")
 
     def _last_good(self, saver):
+    def _checkpoint_callbacks(self, guard, saver, monitor, monitor_mode, patience,
+                              keep_last):
+        """train()'s best checkpoint / early stopping / pruning callbacks, after the
+        custom callbacks (which may put the monitored value into the logs)."""
+        if patience is not None and monitor is None:
+            raise ValueError("patience needs monitor= (the value whose improvement it waits "
+                             "for, e.g. monitor='val_loss')")
+        callbacks = []
+        if monitor is not None:
+            callbacks.append(run_checkpoints.BestCheckpoint(
+                run_checkpoints.best_checkpoint_path(self.checkpoint_path), monitor=monitor,
+                mode=monitor_mode, patience=patience, guard=guard,
+                attributes={"config": self.config.to_json()}))
+        if keep_last is not None:
+            callbacks.append(run_checkpoints.KeepLastCheckpoints(
+                self.checkpoint_path, keep_last, saver=saver))
+        return callbacks
+
         """Text naming the newest checkpoint, for the divergence message."""
         last = saver.saved[-1] if saver.saved else None
         if last is None:

@@ -30,6 +30,7 @@ from mrcnn.nn.keypoint_head import uses_keypoints, uses_masks
 from mrcnn.nn.keypoint_loss import keypoint_target_count, mrcnn_keypoint_loss
 from mrcnn.nn import class_loss
 from mrcnn import distribute, weights_io
+from mrcnn.settable_rate import ScalableScheduleRate
 from mrcnn.schedule import LearningRateSchedule  # noqa: F401 (part of this module's API)
 
 # Upstream's layer selections for `train(layers=...)`.
@@ -457,7 +458,7 @@ def _halve_loss_scale(optimizer, overflow):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class SummedGradientSGD(keras.optimizers.SGD):
+class SummedGradientSGD(ScalableScheduleRate, keras.optimizers.SGD):
     """SGD for gradients that the train step has already summed over replicas.
 
     Keras' TensorFlow optimizers clip each replica's gradient inside `apply` and only
@@ -465,7 +466,9 @@ class SummedGradientSGD(keras.optimizers.SGD):
     so that clipping (per tensor or global) and the finiteness check act on the
     gradient of the whole global batch, exactly as on one device; this optimizer
     therefore leaves out its own all-reduce. Its clipping then runs on the summed
-    gradient. On one replica it is plain SGD.
+    gradient. On one replica it is plain SGD. Its scheduled learning rate can be set
+    (e.g. by keras.callbacks.ReduceLROnPlateau), which scales the schedule
+    (mrcnn.settable_rate).
     """
 
     takes_summed_gradients = True
