@@ -218,6 +218,29 @@ print(f"mAP@0.5 = {result['mAP'][0.5]:.3f}   mAP@[0.5:0.95] = {result['mAP_range
       f"({len(result['image_ids'])} images)")
 visualize.display_table(per_class_table(result, dataset_val.class_names))
 '''),
+    md("""
+Where the errors are: the confusion matrix (row "false positive": detections without ground
+truth; column "missed": ground truths nothing found), each class's precision-recall curve
+with its AP (the per-class table's), and F1 against the score threshold, whose best value
+suggests a `DETECTION_MIN_CONFIDENCE`. One detect pass feeds all three.
+"""),
+    code('''
+from mrcnn import evaluation_curves, visualize_evaluation
+
+records = evaluation_curves.collect_records(model, dataset_val)
+visualize_evaluation.plot_confusion_matrix(
+    evaluation_curves.confusion_matrix(records, dataset_val.num_classes, iou_threshold=0.5,
+                                       score_threshold=0.5), dataset_val.class_names)
+plt.show()
+visualize_evaluation.plot_precision_recall_curves(
+    evaluation_curves.precision_recall_curves(records, iou_threshold=0.5),
+    dataset_val.class_names)
+plt.show()
+f1 = evaluation_curves.f1_by_score_threshold(records, iou_threshold=0.5)
+visualize_evaluation.plot_f1_by_threshold(f1)
+plt.show()
+print(f"best F1 {f1['best_f1']:.3f} at score threshold {f1['best_threshold']:.2f}")
+'''),
 ]
 
 
