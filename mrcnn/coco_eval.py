@@ -16,6 +16,11 @@ Metric names follow COCOeval.summarize(): AP (IoU 0.50:0.95), AP50, AP75, APs / 
 (small < 32^2 px < medium < 96^2 px < large), AR1 / AR10 / AR100 (at most 1, 10, 100
 detections per image) and ARs / ARm / ARl. A metric without ground truth in its range is
 -1, as pycocotools reports it.
+
+Keypoint models: OKS keypoint AP (``iouType="keypoints"``) lives in mrcnn.keypoint_eval and
+is re-exported here (``keypoint_metrics``, ``evaluate_keypoint_metrics``, ...);
+``evaluate_coco_metrics(..., iou_types=("bbox", "segm", "keypoints"), sigmas=...)`` adds
+its ten metrics under "keypoints".
 """
 import contextlib
 import io
@@ -203,23 +208,50 @@ def coco_metrics(coco_gt, results, iou_type="segm", image_ids=None, verbose=Fals
 
 
 def evaluate_coco_metrics(model, dataset, image_ids=None, iou_types=IOU_TYPES,
-                          batch_size=None, verbose=0):
+                          batch_size=None, verbose=0, sigmas=None):
     """Run `model.detect` over a dataset and score it with the COCO metrics.
 
     Args:
         model: a MaskRCNN in inference mode (anything with `detect` and `config`).
         dataset: a prepared Dataset; its masks are the ground truth (see dataset_to_coco).
         image_ids: internal image ids (all by default).
-        iou_types: any of "bbox", "segm".
+        iou_types: any of "bbox", "segm", and "keypoints" (keypoint models: OKS AP of
+            the dataset's load_keypoints, see mrcnn.keypoint_eval).
         batch_size: images per detect() call (default: the model's BATCH_SIZE).
         verbose: progress bar over the images, then COCOeval's summary tables.
+        sigmas: the K OKS constants of "keypoints" (COCO's person ones when K = 17).
     Returns:
         {iou_type: {metric name: value}}.
     """
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
-    coco_gt = dataset_to_coco(dataset, image_ids)
-    results = []
+    mask_types = [t for t in iou_types if t != "keypoints"]
+    coco_gt = dataset_to_coco(dataset, image_ids) if mask_types else None
+    results, keypoint_detections = [], []
     for image_id, result in detect_dataset(model, dataset, image_ids, batch_size, verbose):
-        results.extend(detections_to_coco(int(image_id), result))
-    return {iou_type: coco_metrics(coco_gt, results, iou_type, image_ids, bool(verbose))
-            for iou_type in iou_types}
+        if mask_types:
+            results.extend(detections_to_coco(int(image_id), result))
+        if "keypoints" in iou_types:
+            keypoint_detections.append((image_id, {k: result[k] for k in result
+                                                   if k != "masks"}))
+    metrics = {iou_type: coco_metrics(coco_gt, results, iou_type, image_ids, bool(verbose))
+               for iou_type in mask_types}
+    if "keypoints" in iou_types:
+        from mrcnn.keypoint_eval import keypoint_metrics_of_detections
+        metrics["keypoints"] = keypoint_metrics_of_detections(
+            dataset, keypoint_detections, sigmas, bool(verbose))
+    return metrics
+
+
+
+# Keypoint AP lives in mrcnn.keypoint_eval (which imports this module): its names are
+# read from there on first use.
+_KEYPOINT_EXPORTS = ("KEYPOINT_METRIC_NAMES", "dataset_to_coco_keypoints",
+                     "evaluate_keypoint_metrics", "keypoint_annotations", "keypoint_metrics",
+                     "keypoint_metrics_of_detections", "keypoints_to_coco")
+
+
+def __getattr__(name):
+    if name in _KEYPOINT_EXPORTS:
+        from mrcnn import keypoint_eval
+        return getattr(keypoint_eval, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
