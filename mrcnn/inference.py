@@ -18,15 +18,14 @@ inference molds a crop-mode config as "pad64" (`inference_resize_mode`), which s
 the same factor (IMAGE_MIN_DIM / short side, at least 1 and IMAGE_MIN_SCALE) and keeps
 the whole image, padded to multiples of 64.
 """
-import mmap
 import warnings
 
-import cv2
 import numpy as np
 
 from mrcnn import utils, validate
 from mrcnn.data import mold_image
 from mrcnn.image_meta import compose_image_meta
+from mrcnn.utils import paste_masks  # noqa: F401  (its home before utils)
 
 
 def as_rgb(image, channels=3, image_id=None):
@@ -258,58 +257,106 @@ def detections_to_pixels(boxes, original_image_shape, image_shape, window):
     return utils.denorm_boxes((boxes - shift) / size, original_image_shape[:2])
 
 
-def _zeros_paged(shape):
-    """A zeroed bool array whose memory the OS maps in 4 KB pages on first write.
-
-    detect()'s full-size masks are mostly zeros (100 masks of a 1024x1024 image: 105 MB,
-    written only inside the boxes). numpy asks for transparent huge pages for arrays that
-    large, and their page faults stall right after the graph has freed its buffers:
-    pasting 100 masks took 40-230 ms there against 5 ms with an anonymous mmap, whose
-    pages are ordinary (measured with random-weight detections at 1024x1024).
-    """
-    size = int(np.prod(shape))
-    if size == 0:
-        return np.zeros(shape, dtype=bool)
-    return np.frombuffer(mmap.mmap(-1, size), dtype=bool).reshape(shape)
+MASK_FORMATS = ("full", "box", "rle")
 
 
-def paste_masks(masks, boxes, image_shape, threshold=0.5):
-    """Resize each small mask to its box and paste it into a full-size boolean mask.
+def check_mask_format(mask_format):
+    """A ValueError naming the choices for a mask_format detect() does not know."""
+    if mask_format not in MASK_FORMATS:
+        raise ValueError(f"mask_format must be one of {', '.join(map(repr, MASK_FORMATS))}, "
+                         f"got {mask_format!r}")
+
+
+def encode_box_mask(box_mask, box, image_shape):
+    """COCO compressed RLE of a full-image mask given only its part inside a box.
+
+    The full [H, W] mask is never made: COCO's RLE runs over the image column by column
+    (Fortran order, pixel (y, x) at x * H + y), so the runs are found from the box's
+    pixels alone, every pixel outside the box being background, and pycocotools
+    compresses them.
 
     Args:
-        masks: float [N, mh, mw] probabilities.
-        boxes: int [N, 4] pixel boxes (y2, x2 exclusive) of the original image.
-        image_shape: (H, W, ...) of the original image.
+        box_mask: bool [y2 - y1, x2 - x1], the mask's pixels inside `box`.
+        box: (y1, x1, y2, x2) pixels of the image, inside it, y2/x2 exclusive.
+        image_shape: (H, W, ...) of the image.
     Returns:
-        bool [H, W, N], a view of an [N, H, W] array: each mask is pasted into contiguous
-        memory (writing [H, W, N] directly strides over all N masks at every pixel).
+        {"size": [H, W], "counts": str}: what pycocotools.mask.encode gives for the full
+        mask (counts decoded to ASCII, so `json.dump` takes it; pycocotools reads str and
+        bytes alike).
     """
+    from pycocotools import mask as mask_utils
+
     height, width = int(image_shape[0]), int(image_shape[1])
-    full = _zeros_paged((len(boxes), height, width))
-    for i, (y1, x1, y2, x2) in enumerate(np.asarray(boxes, dtype=np.int64)):
-        box_h, box_w = y2 - y1, x2 - x1
-        if box_h <= 0 or box_w <= 0:
-            continue
-        resized = cv2.resize(np.asarray(masks[i], dtype=np.float32), (int(box_w), int(box_h)),
-                             interpolation=cv2.INTER_LINEAR)
-        top, left = max(y1, 0), max(x1, 0)
-        bottom, right = min(y2, height), min(x2, width)
-        if bottom <= top or right <= left:
-            continue
-        full[i, top:bottom, left:right] = (
-            resized[top - y1:bottom - y1, left - x1:right - x1] >= threshold)
-    return full.transpose(1, 2, 0)
+    y1, x1 = int(box[0]), int(box[1])
+    box_mask = np.asarray(box_mask, dtype=bool)
+    rows, cols = box_mask.shape
+    # One row per image column, the box's pixels framed by background above and below.
+    columns = np.zeros((cols, rows + 2), dtype=np.int8)
+    columns[:, 1:-1] = box_mask.T
+    column, row = np.nonzero(np.diff(columns, axis=1))
+    # Pixel (y1 + row, x1 + column) starts a run; ascending because nonzero is row-major.
+    starts = (x1 + column.astype(np.int64)) * height + y1 + row
+    # A run that ends at the image's last row and one that starts at the next column's
+    # first row are one run: both boundaries fall on the same position; drop the pair.
+    joined = np.flatnonzero(starts[1:] == starts[:-1])
+    starts = np.delete(starts, np.concatenate([joined, joined + 1]))
+    starts = starts[starts < height * width]      # the image's end starts no run
+    counts = np.diff(np.concatenate([[0], starts, [height * width]]))
+    rle = mask_utils.frPyObjects({"counts": counts.tolist(), "size": [height, width]},
+                                 height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
-def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window):
+def encode_masks(masks, boxes, image_shape, threshold=0.5):
+    """COCO RLE of predicted masks, pasted one at a time (no [H, W, N] stack).
+
+    Args:
+        masks: float [N, mh, mw] probabilities, mask i in the frame of box i.
+        boxes: int [N, (y1, x1, y2, x2)] pixels of the image, y2/x2 exclusive.
+        image_shape: (H, W, ...) of the image.
+    Returns:
+        list of N {"size": [H, W], "counts": str}: mask i equals
+        utils.paste_masks(masks, boxes, image_shape)[..., i].
+    """
+    encoded = []
+    for mask, box in zip(masks, np.asarray(boxes, dtype=np.int64)):
+        inside, clipped = utils.paste_mask_in_box(mask, box, image_shape, threshold)
+        encoded.append(encode_box_mask(inside, clipped, image_shape))
+    return encoded
+
+
+def format_masks(masks, boxes, image_shape, mask_format="full"):
+    """Each detection's [mh, mw] probabilities in the form detect() returns.
+
+    Args:
+        masks: float [N, mh, mw] probabilities, mask i in the frame of box i.
+        boxes: int [N, 4] pixel boxes of the original image.
+        image_shape: (H, W, ...) of the original image.
+        mask_format: "full": bool [H, W, N] (utils.paste_masks); "box": the
+            probabilities themselves, float32 [N, mh, mw] (paste with utils.paste_mask);
+            "rle": list of N COCO RLE dicts (encode_masks).
+    """
+    check_mask_format(mask_format)
+    if mask_format == "box":
+        return np.array(masks, dtype=np.float32)
+    if mask_format == "rle":
+        return encode_masks(masks, boxes, image_shape)
+    return paste_masks(masks, boxes, image_shape)
+
+
+def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape, window,
+                      mask_format="full"):
     """One image's graph outputs -> upstream's detection arrays in original-image pixels.
 
     Args:
         detections: float [D, 6] (y1, x1, y2, x2, class_id, score) normalised, zero-padded.
         mrcnn_mask: float [D, mh, mw, NUM_CLASSES] (the graph's mrcnn_mask, as upstream),
             or [D, mh, mw] masks of each detection's class (its detection_masks).
+        mask_format: "full" (upstream's), "box" or "rle"; see format_masks.
     Returns:
-        boxes int32 [N, 4], class_ids int32 [N], scores float32 [N], masks bool [H, W, N].
+        boxes int32 [N, 4], class_ids int32 [N], scores float32 [N], and masks: bool
+        [H, W, N] ("full"), float32 [N, mh, mw] in the frame of each box ("box") or N
+        COCO RLE dicts ("rle").
     """
     detections = np.asarray(detections)
     padding = np.where(detections[:, 4] == 0)[0]
@@ -323,5 +370,5 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     boxes = detections_to_pixels(boxes, original_image_shape, image_shape, window)
     keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
     boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
-    full_masks = paste_masks(masks, boxes, original_image_shape)
-    return boxes.astype(np.int32), class_ids, scores, full_masks
+    masks = format_masks(masks, boxes, original_image_shape, mask_format)
+    return boxes.astype(np.int32), class_ids, scores, masks

@@ -197,6 +197,11 @@ class MaskRCNN:
         from mrcnn import export
         return export.export_saved_model(self, export_dir)
 
+    def export_onnx(self, path, opset=None):
+        """Write an ONNX file serving raw uint8 images; see mrcnn.export.export_onnx."""
+        from mrcnn import export
+        return export.export_onnx(self, path, opset=opset)
+
     # --- Training ---------------------------------------------------------------------
     def compile(self, learning_rate, momentum=None, total_steps=1, first_step=0,
                 steps_per_execution=1):
@@ -237,11 +242,6 @@ class MaskRCNN:
             workers: input threads; None: config.DATA_WORKERS (None: every usable CPU).
             stage_start_epoch: None (new stage, or the resumed checkpoint's), or the
                 epoch at which this stage's schedule started, explicitly.
-        Returns:
-            the keras History of this stage.
-        Raises:
-            training.TrainingDivergedError: a loss or gradient became non-finite; the
-                weights and the newest checkpoint are from the last finite step/epoch.
             monitor: None, or a value of the epoch's logs ("val_loss", "val_mAP" from a
                 MeanAveragePrecisionCallback in custom_callbacks, ...): the best epoch's
                 weights go to `mask_rcnn_{name}_best.h5` (see mrcnn.checkpoints,
@@ -249,6 +249,11 @@ class MaskRCNN:
             patience: with `monitor`, stop after this many epochs without a new best.
             keep_last: None (keep every epoch file), or keep the newest N epoch files of
                 the run directory, deleting older ones (never the newest nor the best).
+        Returns:
+            the keras History of this stage.
+        Raises:
+            training.TrainingDivergedError: a loss or gradient became non-finite; the
+                weights and the newest checkpoint are from the last finite step/epoch.
         """
         if self.mode != "training":
             raise ValueError("train() needs a model built with mode='training'")
@@ -291,13 +296,13 @@ class MaskRCNN:
                      keras.callbacks.TensorBoard(log_dir=tensorboard_dir,
                                                  update_freq="epoch", write_graph=False)]
         callbacks += list(custom_callbacks or [])
+        callbacks += self._checkpoint_callbacks(guard, saver, monitor, monitor_mode,
+                                                patience, keep_last)
         if verbose:
             log(f"\nStarting at epoch {self.epoch}. LR={learning_rate}\n")
             if stage.start_epoch < self.epoch:
                 log(f"Continuing the schedule of the stage begun at epoch "
                     f"{stage.start_epoch}")
-        callbacks += self._checkpoint_callbacks(guard, saver, monitor, monitor_mode,
-                                                patience, keep_last)
             log(f"Checkpoint Path: {self.checkpoint_path}")
         with training.expected_retracing():
             history = self.keras_model.fit(
@@ -314,11 +319,6 @@ class MaskRCNN:
         self.epoch = max(self.epoch, epochs)
         return history
 
-    def _tensorboard_dir(self):
-        """This run's log directory on the chief; a scratch directory on other workers."""
-        return self.log_dir if distribute.is_chief() else tempfile.mkdtemp(prefix="mrcnn_")
-
-    def _last_good(self, saver):
     def _checkpoint_callbacks(self, guard, saver, monitor, monitor_mode, patience,
                               keep_last):
         """train()'s best checkpoint / early stopping / pruning callbacks, after the
@@ -337,6 +337,11 @@ class MaskRCNN:
                 self.checkpoint_path, keep_last, saver=saver))
         return callbacks
 
+    def _tensorboard_dir(self):
+        """This run's log directory on the chief; a scratch directory on other workers."""
+        return self.log_dir if distribute.is_chief() else tempfile.mkdtemp(prefix="mrcnn_")
+
+    def _last_good(self, saver):
         """Text naming the newest checkpoint, for the divergence message."""
         last = saver.saved[-1] if saver.saved else None
         if last is None:
@@ -365,10 +370,10 @@ class MaskRCNN:
         return inference.mold_inputs(images, self.config)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
-                          window):
+                          window, mask_format="full"):
         """See `mrcnn.inference.unmold_detections`."""
         return inference.unmold_detections(detections, mrcnn_mask, original_image_shape,
-                                           image_shape, window)
+                                           image_shape, window, mask_format)
 
     def _predict(self, molded_images, image_metas):
         """Run the inference graph on one batch of any size, fetching what detect() needs.
@@ -392,7 +397,7 @@ class MaskRCNN:
         # Keypoint models also return detection_keypoints [B, D, K, 3].
         return tuple(output.numpy() for output in self._predict_fn(images, metas))
 
-    def detect(self, images, verbose=0):
+    def detect(self, images, verbose=0, mask_format="full"):
         """Detect instances in any number of images of any sizes.
 
         Images are molded, run in batches of up to BATCH_SIZE images of one molded size
@@ -407,13 +412,23 @@ class MaskRCNN:
                 and uint16 (// 256), are converted to uint8 as training converts a
                 Dataset's images, with a DataConversionWarning. Empty images raise a
                 ValueError naming their index.
+            mask_format: what "masks" holds (see below). "full" is upstream's; "box"
+                and "rle" never make the [H, W, N] stack (one 4000x3000 image with 100
+                detections: 1.2 GB of bool).
         Returns:
             a list with one dict per image (also for a single image): "rois" int32
             [N, (y1, x1, y2, x2)] pixels of the original image, "class_ids" int32 [N],
-            "scores" float32 [N], "masks" bool [H, W, N].
+            "scores" float32 [N], and "masks":
+            - "full": bool [H, W, N] of the original image;
+            - "box": float32 [N, mh, mw] (MASK_SHAPE, e.g. 28x28) probabilities, mask i
+              in the frame of rois[i] (row 0 at y1, the last row at y2 - 1);
+              `utils.paste_masks(r["masks"], r["rois"], image.shape)` gives "full";
+            - "rle": a list of N COCO RLE dicts {"size": [H, W], "counts": str}
+              (pycocotools.mask.decode gives "full"'s masks[..., i]).
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
+        inference.check_mask_format(mask_format)
         images = inference.prepare_images(images, self.config.IMAGE_CHANNEL_COUNT)
         if not images:
             return []
@@ -429,18 +444,18 @@ class MaskRCNN:
                 log("image_metas", batch_metas)
             detections, masks, *keypoints = self._predict(batch_images, batch_metas)
             for row, index in enumerate(batch):
-                rois, class_ids, scores, full_masks = self.unmold_detections(
+                rois, class_ids, scores, image_masks = self.unmold_detections(
                     detections[row], masks[row], images[index].shape,
-                    batch_images[row].shape, windows[index])
+                    batch_images[row].shape, windows[index], mask_format)
                 results[index] = {"rois": rois, "class_ids": class_ids, "scores": scores,
-                                  "masks": full_masks}
+                                  "masks": image_masks}
                 if keypoints:
                     keypoint_inference.attach_keypoints(
                         results[index], self.config, detections[row], keypoints[0][row],
                         images[index].shape, batch_images[row].shape, windows[index])
         return results
 
-    def detect_molded(self, molded_images, image_metas, verbose=0):
+    def detect_molded(self, molded_images, image_metas, verbose=0, mask_format="full"):
         """Detect on images already molded (e.g. from load_image_gt + mold_image).
 
         Args:
@@ -450,10 +465,12 @@ class MaskRCNN:
                 Images that look like [0, 1] images minus MEAN_PIXEL get a warning.
             image_metas: float32 [N, IMAGE_META_SIZE] (compose_image_meta; the window
                 and the original shape decide the pixels of the results).
+            mask_format: "full", "box" or "rle", as for `detect`.
         Returns the same dicts as `detect`, in the pixels of each meta's original image.
         """
         if self.mode != "inference":
             raise ValueError("detect_molded() needs a model built with mode='inference'")
+        inference.check_mask_format(mask_format)
         molded_images = np.asarray(molded_images, dtype=np.float32)
         image_metas = np.asarray(image_metas, dtype=np.float32)
         inference.warn_if_unit_range(molded_images, self.config)
@@ -465,11 +482,11 @@ class MaskRCNN:
                                                           image_metas[start:stop])
             for row in range(min(stop, len(molded_images)) - start):
                 index = start + row
-                rois, class_ids, scores, full_masks = self.unmold_detections(
+                rois, class_ids, scores, image_masks = self.unmold_detections(
                     detections[row], masks[row], parsed["original_image_shape"][index],
-                    molded_images[index].shape, parsed["window"][index])
+                    molded_images[index].shape, parsed["window"][index], mask_format)
                 results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                                "masks": full_masks})
+                                "masks": image_masks})
                 if keypoints:
                     keypoint_inference.attach_keypoints(
                         results[-1], self.config, detections[row], keypoints[0][row],

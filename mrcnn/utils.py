@@ -15,6 +15,7 @@ Everything here is plain numpy (plus OpenCV for resizing) except
 :func:`batch_slice`, which builds TensorFlow ops and imports TensorFlow only
 when called.
 """
+import mmap
 import os
 import shutil
 import tempfile
@@ -584,6 +585,99 @@ def unmold_mask(mask, bbox, image_shape):
     full_mask = np.zeros(tuple(image_shape[:2]), dtype=bool)
     full_mask[y1:y2, x1:x2] = _resize_to_bool(mask, y2 - y1, x2 - x1, 0.5)
     return full_mask
+
+
+############################################################
+#  Pasting predicted masks into the image
+############################################################
+
+def _zeros_paged(shape):
+    """A zeroed bool array whose memory the OS maps in 4 KB pages on first write.
+
+    detect()'s full-size masks are mostly zeros (100 masks of a 1024x1024 image: 105 MB,
+    written only inside the boxes). numpy asks for transparent huge pages for arrays that
+    large, and their page faults stall right after the graph has freed its buffers:
+    pasting 100 masks took 40-230 ms there against 5 ms with an anonymous mmap, whose
+    pages are ordinary (measured with random-weight detections at 1024x1024).
+    """
+    size = int(np.prod(shape))
+    if size == 0:
+        return np.zeros(shape, dtype=bool)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=bool).reshape(shape)
+
+
+def paste_mask_in_box(mask, box, image_shape, threshold=0.5):
+    """The part of one pasted mask that lies inside the image, and where it lies.
+
+    The one implementation behind paste_mask, paste_masks and detect()'s "rle" masks:
+    the probabilities are resized (bilinear, OpenCV) to the whole box, then thresholded,
+    then the part inside the image is kept.
+
+    Args:
+        mask: float [mh, mw] probabilities in the frame of `box` (row 0 at y1, the last
+            row at y2 - 1; e.g. a 28x28 head output).
+        box: (y1, x1, y2, x2) pixels of the image, y2/x2 exclusive; it may reach outside
+            the image.
+        image_shape: (H, W, ...) of the image.
+    Returns:
+        (bool [y2' - y1', x2' - x1'], (y1', x1', y2', x2')): the box clipped to the image
+        and the mask's pixels inside it; an empty (0-row or 0-column) array and a
+        zero-area box when the box is empty or outside the image.
+    """
+    y1, x1, y2, x2 = (int(v) for v in box[:4])
+    height, width = int(image_shape[0]), int(image_shape[1])
+    top, left = min(max(y1, 0), height), min(max(x1, 0), width)
+    bottom, right = max(min(y2, height), top), max(min(x2, width), left)
+    if y2 <= y1 or x2 <= x1 or bottom == top or right == left:
+        return np.zeros((bottom - top, right - left), dtype=bool), (top, left, bottom, right)
+    resized = cv2.resize(np.asarray(mask, dtype=np.float32), (x2 - x1, y2 - y1),
+                         interpolation=cv2.INTER_LINEAR)
+    inside = resized[top - y1:bottom - y1, left - x1:right - x1] >= threshold
+    return inside, (top, left, bottom, right)
+
+
+def paste_mask(mask, box, image_shape, threshold=0.5):
+    """One predicted mask as a full-image boolean mask.
+
+    Args:
+        mask: float [mh, mw] probabilities in the frame of `box` (a detect(...,
+            mask_format="box") result's masks[i] with rois[i]).
+        box: (y1, x1, y2, x2) pixels of the image, y2/x2 exclusive.
+        image_shape: (H, W, ...) of the image.
+        threshold: probabilities >= threshold (after the bilinear resize) are the mask.
+    Returns:
+        bool [H, W]: the mask resized to its box, False outside the box and the image.
+    """
+    full = np.zeros((int(image_shape[0]), int(image_shape[1])), dtype=bool)
+    inside, (top, left, bottom, right) = paste_mask_in_box(mask, box, image_shape,
+                                                           threshold)
+    full[top:bottom, left:right] = inside
+    return full
+
+
+def paste_masks(masks, boxes, image_shape, threshold=0.5):
+    """Predicted masks as the full-image boolean stack detect() returns by default.
+
+    `paste_masks(r["masks"], r["rois"], image.shape)` of a detect(...,
+    mask_format="box") result `r` equals detect()'s default "masks" bit for bit.
+
+    Args:
+        masks: float [N, mh, mw] probabilities, mask i in the frame of box i.
+        boxes: int [N, (y1, x1, y2, x2)] pixels of the image, y2/x2 exclusive.
+        image_shape: (H, W, ...) of the image.
+        threshold: probabilities >= threshold (after the bilinear resize) are the mask.
+    Returns:
+        bool [H, W, N], a view of an [N, H, W] array: each mask is pasted into contiguous
+        memory (writing [H, W, N] directly strides over all N masks at every pixel). Its
+        pages are mapped on first write, so the memory resident is about the boxes' area.
+    """
+    height, width = int(image_shape[0]), int(image_shape[1])
+    full = _zeros_paged((len(boxes), height, width))
+    for i, box in enumerate(np.asarray(boxes, dtype=np.int64)):
+        inside, (top, left, bottom, right) = paste_mask_in_box(masks[i], box, image_shape,
+                                                               threshold)
+        full[i, top:bottom, left:right] = inside
+    return full.transpose(1, 2, 0)
 
 
 ############################################################
