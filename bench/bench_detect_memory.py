@@ -11,11 +11,11 @@ DETECTION_MAX_INSTANCES (100) detections; the mask head's last layer is set to o
 probability 1 everywhere (zero kernel, bias 20), so each mask fills its box: the worst
 case for the resident pages of the full stack ("--random-masks" keeps the random head,
 whose masks are mostly below 0.5). "boxes_area_share" is the boxes' summed area over
-the image's. Each run calls twice (a warm-up and the
-measured call, the warm-up's result freed first). One JSON line per run, then a summary line with each format's peak
-over the graph's ("target": "box" and "rle" at most 1.2x); "full_nominal_mb" is the
-size of the bool [H, W, N] stack, of which only the pages inside the boxes are resident
-(utils.paste_masks maps them on first write).
+the image's. Each run calls twice (a warm-up and the measured call, the warm-up's
+result freed first). One JSON line per run, then a summary line with each format's
+peak over the graph's ("target": "box" and "rle" at most 1.2x); "full_nominal_mb" is
+the size of the bool [H, W, N] stack, of which only the pages the boxes' rows reach are
+resident (utils.paste_masks maps them on first write).
 
     python bench/bench_detect_memory.py [--image 4000x3000] [--backbone resnet50]
         [--size 1024] [--runs graph full box rle] [--random-masks]
@@ -85,7 +85,8 @@ def measure(run, width, height, backbone, size, random_masks=False):
 def run_in_subprocess(run, args):
     """measure(run) in a fresh interpreter; its JSON line as a dict."""
     command = [sys.executable, os.path.abspath(__file__), "--child", run,
-               "--image", args.image, "--backbone", args.backbone, "--size", str(args.size)] + (["--random-masks"] if args.random_masks else [])
+               "--image", args.image, "--backbone", args.backbone, "--size", str(args.size)]
+    command += ["--random-masks"] if args.random_masks else []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     output = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return json.loads(output.stdout.strip().splitlines()[-1])
