@@ -43,7 +43,7 @@ __all__ = [
     "display_images", "random_colors", "apply_mask", "display_instances", "display_differences",
     "draw_rois", "draw_box", "display_top_masks", "plot_precision_recall", "plot_overlaps",
     "draw_boxes", "display_table", "display_weight_stats",
-    "mask_outline", "draw_mask_outline", "mask_contours",
+    "mask_outline", "draw_mask_outline", "mask_contours", "display_keypoints", "draw_keypoints",
 ]
 
 
@@ -302,7 +302,8 @@ def display_instances(image, boxes, masks, class_ids, class_names,
                       scores=None, title="",
                       figsize=(16, 16), ax=None,
                       show_mask=True, show_bbox=True,
-                      colors=None, captions=None, save_path=None):
+                      colors=None, captions=None, save_path=None, keypoints=None,
+                      skeleton=None, keypoint_threshold=0.0):
     """Draws instances over an image: masks blended in, mask outlines, boxes and captions.
 
     Args:
@@ -319,6 +320,10 @@ def display_instances(image, boxes, masks, class_ids, class_names,
         colors: list of N matplotlib colours; distinct random colours by default.
         captions: list of N strings replacing the "name score" captions.
         save_path: write the figure to this file (e.g. "out.png").
+        keypoints: optional [N, K, 3] (x, y, visibility or score), e.g. detect()'s
+            "keypoints", drawn in each instance's colour (see mrcnn.visualize_keypoints);
+            skeleton: (i, j) index pairs joined by lines; keypoint_threshold: points
+            whose third value is not above it are left out.
 
     Returns:
         the Axes drawn on.
@@ -369,6 +374,8 @@ def display_instances(image, boxes, masks, class_ids, class_names,
                 apply_mask(masked_image, mask, color)
             for verts in mask_contours(mask):
                 ax.add_patch(Polygon(verts, facecolor="none", edgecolor=color))
+        if keypoints is not None:
+            draw_keypoints(ax, keypoints[i], skeleton, color, keypoint_threshold)
     ax.imshow(masked_image)
     _finish(ax.figure, created, save_path, show=True)
     return ax
@@ -738,3 +745,6 @@ def display_weight_stats(model):
                       "{:+10.4f}".format(values.max()),
                       "{:+9.4f}".format(values.std())])
     display_table(table)
+
+
+from mrcnn.visualize_keypoints import display_keypoints, draw_keypoints  # noqa: E402
