@@ -33,7 +33,7 @@ BEST_NAME = "best"
 """What stands in the checkpoint template for the epoch number in the best file's name."""
 
 _LOG = logging.getLogger(__name__)
-_HIGHER_IS_BETTER = re.compile(r"(mAP|AP|acc|accuracy|precision|recall|f1|iou)$",
+_HIGHER_IS_BETTER = re.compile(r"(mAP|AP\d*|acc|accuracy|precision|recall|f1|iou)$",
                                re.IGNORECASE)
 
 
@@ -81,8 +81,8 @@ def find_best(model_dir, name):
 
 
 def monitor_direction(monitor, mode="auto"):
-    """"max" or "min": "auto" maximises names ending in mAP/AP/acc/precision/recall/f1/iou
-    and minimises everything else (losses)."""
+    """"max" or "min": "auto" maximises names ending in mAP, AP (AP50, ...), acc, accuracy,
+    precision, recall, f1 or iou, and minimises everything else (losses)."""
     if mode in ("min", "max"):
         return mode
     if mode != "auto":
@@ -173,8 +173,7 @@ class BestCheckpoint(keras.callbacks.Callback):
             self.guard.check()
             if self.guard.tripped:
                 return
-        if self.improves(value):
-            self._save(epoch + 1, value)
+        if self.improves(value) and self._save(epoch + 1, value):
             self.wait = 0
             return
         self.wait += 1
@@ -186,13 +185,15 @@ class BestCheckpoint(keras.callbacks.Callback):
                       f"(epoch {self.best_epoch}) for {self.wait} epochs; stopping")
 
     def _save(self, epoch, value):
+        """Record a new best and write it (the chief only); False if the weights are not
+        finite, so the epoch is no best."""
         if not weights_io.all_finite(self.model):
             print(f"Not saving the best checkpoint of epoch {epoch}: the weights are not "
                   f"finite")
-            return
+            return False
         self.best, self.best_epoch = value, epoch
         if not distribute.is_chief():
-            return
+            return True
         attributes = dict(self.attributes)
         attributes.update({"epoch": epoch, "best_monitor": self.monitor,
                            "best_value": value})
@@ -200,6 +201,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.saved.append(self.path)
         if self.verbose:
             print(f"\nEpoch {epoch}: best {self.monitor} = {value:.5g}, saved {self.path}")
+        return True
 
     def _warn_missing(self, logs):
         if self._warned:

@@ -99,6 +99,8 @@ def test_min_delta_and_explicit_mode():
     assert not best.improves(1.05) and best.improves(1.11) and not best.improves(None)
     assert checkpoints.monitor_direction("val_mrcnn_mask_loss") == "min"
     assert checkpoints.monitor_direction("val_mAP") == "max"
+    assert checkpoints.monitor_direction("val_AP50") == "max"
+    assert checkpoints.monitor_direction("val_mAP", mode="min") == "min"
     with pytest.raises(ValueError, match="patience"):
         checkpoints.BestCheckpoint("unused.h5", patience=0)
 
@@ -131,6 +133,17 @@ def test_no_best_is_written_after_a_non_finite_step(tmp_path):
     best = checkpoints.BestCheckpoint(path, guard=Tripped(), verbose=0)
     run_epochs(model, [best], [{"val_loss": 1.0}])
     assert not os.path.exists(path)
+
+
+def test_non_finite_weights_are_no_best_and_count_against_patience(tmp_path):
+    model = small_model()
+    path = str(tmp_path / "best.h5")
+    best = checkpoints.BestCheckpoint(path, patience=1, verbose=0)
+    best.set_model(model)
+    best.on_train_begin()
+    model.set_weights([np.full(w.shape, np.nan, np.float32) for w in model.get_weights()])
+    best.on_epoch_end(0, {"val_loss": 1.0})
+    assert best.best is None and not os.path.exists(path) and model.stop_training
 
 
 def _saver_and_pruner(run_dir, keep_last):
