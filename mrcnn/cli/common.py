@@ -152,7 +152,7 @@ def apply_settings(config, settings):
             value = np.array(value)
         try:
             setattr(config, name, value)
-        except ConfigError as error:
+        except (ConfigError, AttributeError) as error:   # derived attributes refuse
             raise CliError(f"--set {text}: {error}") from None
     return config
 
@@ -175,6 +175,9 @@ def load_config(args):
     except ConfigError as error:
         raise CliError(f"--config {args.config}: {error}") from None
     apply_settings(config, args.settings)
+    settings = " ".join(f"--set {text}" for text in args.settings)
+    validate_config(config, None, f"--config {args.config}" + (f" {settings}" if settings
+                                                                  else ""))
     return config, fixes_num_classes(config, args.settings)
 
 

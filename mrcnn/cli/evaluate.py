@@ -67,13 +67,13 @@ def run(args):
     from mrcnn.coco_eval import IOU_TYPES, coco_metrics, dataset_to_coco
     from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map, per_class_table
 
+    config, fixed = common.load_config(args)
     dataset = data.load_dataset(args)
     if dataset is None:
         raise common.CliError("no data to evaluate on: give --coco ANN.json --images DIR, "
                               "--via FILE --images DIR, --labelme DIR or --masks IMAGES_DIR "
                               "MASKS_DIR")
     print(f"Data: {data.describe(dataset)}")
-    config, fixed = common.load_config(args)
     if args.min_confidence is not None:
         config.DETECTION_MIN_CONFIDENCE = args.min_confidence
     if fixed and config.NUM_CLASSES != dataset.num_classes:
@@ -105,6 +105,10 @@ def run(args):
                   "mAP": {f"{t:.2f}": _plain(v) for t, v in result["mAP"].items()},
                   "per_class_AP@0.5": {dataset.class_names[c]: _plain(v)
                                        for c, v in result["per_class"][0.5].items()},
+                  "instances": {dataset.class_names[c]: n
+                                for c, n in sorted(result["gt_count"].items())},
+                  "detections": {dataset.class_names[c]: n
+                                 for c, n in sorted(result["detection_count"].items())},
                   "coco": coco, "weights": weights}
         with open(args.json_path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)

@@ -63,8 +63,8 @@ def _datasets(args):
     return train, val
 
 
-def _configure(args, train):
-    config, fixed = common.load_config(args)
+def _configure(args, config, fixed, train):
+    """NUM_CLASSES from the data set unless the config fixes it; checked for training."""
     if not fixed:
         config.NUM_CLASSES = train.num_classes
     elif config.NUM_CLASSES != train.num_classes:
@@ -78,10 +78,11 @@ def _configure(args, train):
 def run(args):
     if args.epochs < 1:
         raise common.CliError(f"--epochs {args.epochs}: must be at least 1")
+    config, fixed = common.load_config(args)
     train, val = _datasets(args)
     print(f"Training data: {data.describe(train)}")
     print(f"Validation data: {len(val.image_ids)} images")
-    config = _configure(args, train)
+    config = _configure(args, config, fixed, train)
     config.display()
     weights = common.weights_path(args.weights, config, args.logs, training=True)
     if weights is None and args.layers != "all":
