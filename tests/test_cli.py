@@ -206,7 +206,7 @@ def test_train_writes_checkpoints_and_class_names(workspace, trained):
     # 6 images, --val-fraction 0.34: round(2.04) = 2 held out.
     assert "Validation: 2 of the images" in result.stdout
     assert "Training data: 4 images, 3 classes: square, circle, triangle" in result.stdout
-    assert "Last checkpoint: " + checkpoint in result.stdout
+    assert "Last checkpoint: " + os.path.relpath(checkpoint, root) in result.stdout
     classes = json.loads((root / "logs" / os.path.basename(os.path.dirname(checkpoint))
                           / "classes.json").read_text())
     assert classes == {"class_names": CLASS_NAMES, "category_ids": [None, 3, 7, 11]}
@@ -484,7 +484,8 @@ def test_train_checks_the_split_and_the_class_count(config_dir, capsys):
            "1 image")
     _fails(TRAIN + CFG + VAL + ["--val-fraction", "0.5"], capsys, "not both")
     _fails(TRAIN + CFG + ["--via", "ann.json"], capsys, "--coco and --via")
-    _fails(TRAIN + CFG + VAL + ["--set", "NUM_CLASSES=3"], capsys, "NUM_CLASSES is 3", "2 classes", "'BG', 'thing'")
+    _fails(TRAIN + CFG + VAL + ["--set", "NUM_CLASSES=3"], capsys, "NUM_CLASSES is 3",
+           "2 classes", "'BG', 'thing'")
 
 
 def test_missing_weights_name_the_checkpoint_folder_file_or_url(config_dir, capsys,
