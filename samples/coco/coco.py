@@ -8,6 +8,12 @@ The dataset folder follows COCO's own layout::
 For 2014, "minival" and "valminusminival" are splits of val2014 whose annotation files
 sit in annotations/ and whose images are in val2014/.
 
+Person keypoints (``--keypoints``): COCO's ``annotations/person_keypoints_<subset><year>.json``
+holds the person instances with their 17 keypoints, flat [x1, y1, v1, ...] pixel indices;
+``load_coco(..., keypoints=True)`` reads it, ``load_keypoints`` returns them
+[N, 17, 3] (rows aligned with load_mask's), ``CocoKeypointConfig`` trains the keypoint
+head beside the mask head and ``evaluate_coco_keypoints`` scores OKS keypoint AP.
+
 Usage (from the repository root)::
 
     # Train from the COCO weights, ImageNet weights or the newest checkpoint
@@ -15,6 +21,9 @@ Usage (from the repository root)::
     python samples/coco/coco.py train --dataset /path/to/coco --model last --year 2017
     # Evaluate (bbox and segm) on the first 500 validation images
     python samples/coco/coco.py evaluate --dataset /path/to/coco --model last --limit 500
+    # Person keypoints: train, then evaluate (bbox, segm and keypoint OKS AP)
+    python samples/coco/coco.py train --dataset /path/to/coco --model imagenet --keypoints
+    python samples/coco/coco.py evaluate --dataset /path/to/coco --model last --keypoints
     # Fetch images and annotations first (needs network access)
     python samples/coco/coco.py train --dataset /path/to/coco --model coco --download
 """
@@ -42,6 +51,10 @@ from mrcnn.coco_eval import coco_metrics, detections_to_coco  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset  # noqa: E402
 from mrcnn.evaluate import detect_dataset  # noqa: E402
+from mrcnn.keypoint_eval import keypoint_metrics, keypoints_to_coco  # noqa: E402
+from mrcnn.keypoints import (COCO_PERSON_FLIP_MAP, COCO_PERSON_KEYPOINT_NAMES,  # noqa: E402
+                             COCO_PERSON_SKELETON)
+from mrcnn.validate import KEYPOINT_TOLERANCE  # noqa: E402
 
 COCO_MODEL_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
@@ -61,13 +74,23 @@ class CocoConfig(Config):
     NUM_CLASSES = 1 + 80
 
 
+class CocoKeypointConfig(CocoConfig):
+    """Person keypoints on MS COCO: background + person, 17 keypoints, with masks."""
+    NAME = "coco_keypoints"
+    NUM_CLASSES = 1 + 1
+    NUM_KEYPOINTS = len(COCO_PERSON_KEYPOINT_NAMES)
+    KEYPOINT_NAMES = COCO_PERSON_KEYPOINT_NAMES
+    KEYPOINT_FLIP_MAP = COCO_PERSON_FLIP_MAP
+
+
 ############################################################
 #  Files
 ############################################################
 
-def annotation_path(dataset_dir, subset, year):
-    """`<dataset_dir>/annotations/instances_<subset><year>.json`."""
-    return os.path.join(dataset_dir, "annotations", f"instances_{subset}{year}.json")
+def annotation_path(dataset_dir, subset, year, kind="instances"):
+    """`<dataset_dir>/annotations/<kind>_<subset><year>.json`; kind "instances" or
+    "person_keypoints"."""
+    return os.path.join(dataset_dir, "annotations", f"{kind}_{subset}{year}.json")
 
 
 def image_dir(dataset_dir, subset, year):
@@ -140,7 +163,7 @@ class CocoDataset(Dataset):
     """COCO images with instance masks from their polygon or RLE annotations."""
 
     def load_coco(self, dataset_dir, subset, year=DEFAULT_DATASET_YEAR, class_ids=None,
-                  class_map=None, return_coco=False, auto_download=False):
+                  class_map=None, return_coco=False, auto_download=False, keypoints=False):
         """Register a COCO split.
 
         Args:
@@ -152,6 +175,9 @@ class CocoDataset(Dataset):
             class_map: accepted for compatibility, unused.
             return_coco: also return the pycocotools COCO object.
             auto_download: fetch missing images and annotations first.
+            keypoints: read person_keypoints_<subset><year>.json instead (the person
+                category and its keypoints); sets ``keypoint_names`` and ``skeleton``
+                (0-based index pairs) from the category.
         Returns:
             the COCO object when return_coco.
         """
@@ -159,7 +185,8 @@ class CocoDataset(Dataset):
         year = str(year)
         if auto_download:
             self.auto_download(dataset_dir, subset, year)
-        path = annotation_path(dataset_dir, subset, year)
+        kind = "person_keypoints" if keypoints else "instances"
+        path = annotation_path(dataset_dir, subset, year, kind)
         if not os.path.exists(path):
             raise FileNotFoundError(
                 f"{path} not found: unpack COCO's annotations there, or pass "
@@ -173,6 +200,8 @@ class CocoDataset(Dataset):
             image_ids = sorted(coco.imgs)
         for class_id in class_ids:
             self.add_class("coco", class_id, coco.loadCats(class_id)[0]["name"])
+        if keypoints:
+            self._keypoint_category(coco, class_ids)
         images = image_dir(dataset_dir, subset, year)
         for i in image_ids:
             record = coco.imgs[i]
@@ -184,6 +213,17 @@ class CocoDataset(Dataset):
         if return_coco:
             return coco
         return None
+
+    def _keypoint_category(self, coco, class_ids):
+        """keypoint_names and skeleton of the (one) keypoint category of the file."""
+        categories = [c for c in coco.loadCats(class_ids) if c.get("keypoints")]
+        if not categories:
+            raise ValueError("the annotation file has no category with 'keypoints'; "
+                             "person keypoints come from person_keypoints_*.json")
+        category = categories[0]
+        self.keypoint_names = tuple(category["keypoints"])
+        self.skeleton = tuple((int(a) - 1, int(b) - 1)
+                              for a, b in category.get("skeleton", ()))
 
     @staticmethod
     def auto_download(dataDir, dataType, dataYear):
@@ -217,6 +257,37 @@ class CocoDataset(Dataset):
         if not masks:
             return np.zeros([height, width, 0], dtype=bool), np.zeros([0], dtype=np.int32)
         return np.stack(masks, axis=2), np.array(class_ids, dtype=np.int32)
+
+    def load_keypoints(self, image_id):
+        """Keypoints of a COCO image, rows aligned with :meth:`load_mask`.
+
+        Returns:
+            float32 [N, K, 3] (x, y, v): COCO's flat [x1, y1, v1, ...] pixel indices
+            reshaped; K from the file's keypoint category (17 for people). Annotations
+            without keypoints (crowd regions, other categories) give v = 0 rows. A
+            labelled point more than KEYPOINT_TOLERANCE pixels outside the image (a
+            rare annotation slip) is set to v = 0 rather than stopping training.
+        """
+        info = self.image_info[image_id]
+        if info["source"] != "coco":
+            return super().load_keypoints(image_id)
+        height, width = info["height"], info["width"]
+        count = len(getattr(self, "keypoint_names", COCO_PERSON_KEYPOINT_NAMES))
+        rows = []
+        for annotation in info["annotations"]:
+            if mask_utils.area(self.annToRLE(annotation, height, width)) < 1:
+                continue  # load_mask leaves it out too
+            row = np.zeros([count, 3], dtype=np.float32)
+            flat = annotation.get("keypoints")
+            if flat and not annotation.get("iscrowd"):
+                row[:] = np.asarray(flat, dtype=np.float32).reshape(count, 3)
+            rows.append(row)
+        points = np.array(rows, dtype=np.float32).reshape(-1, count, 3)
+        x, y = points[..., 0], points[..., 1]
+        outside = ((x < -KEYPOINT_TOLERANCE) | (x > width - 1 + KEYPOINT_TOLERANCE)
+                   | (y < -KEYPOINT_TOLERANCE) | (y > height - 1 + KEYPOINT_TOLERANCE))
+        points[outside] = 0
+        return points
 
     def image_reference(self, image_id):
         """The image's page on cocodataset.org."""
@@ -304,6 +375,33 @@ def evaluate_coco(model, dataset, coco, eval_type="bbox", limit=0, image_ids=Non
 #  Command line
 ############################################################
 
+def evaluate_coco_keypoints(model, dataset, coco, limit=0, image_ids=None, sigmas=None,
+                            verbose=1):
+    """Detect on COCO images and print and return the OKS keypoint metrics.
+
+    Args:
+        model: a MaskRCNN in inference mode with a keypoint head.
+        dataset: a CocoDataset loaded with keypoints=True from the same file as `coco`.
+        coco: the pycocotools COCO ground truth of person_keypoints_*.json.
+        limit: evaluate only the first `limit` images (0: all).
+        image_ids: internal image ids to evaluate (default: all of the dataset).
+        sigmas: per-keypoint OKS constants (default COCO's 17 person sigmas).
+    Returns:
+        dict of the ten keypoint metrics (see mrcnn.keypoint_eval.KEYPOINT_METRIC_NAMES).
+    """
+    image_ids = list(dataset.image_ids if image_ids is None else image_ids)
+    if limit:
+        image_ids = image_ids[:limit]
+    coco_image_ids = [dataset.image_info[i]["id"] for i in image_ids]
+    results = []
+    for image_id, r in detect_dataset(model, dataset, image_ids, verbose=verbose):
+        results.extend(keypoints_to_coco(
+            dataset.image_info[image_id]["id"], r,
+            category_of=lambda class_id: dataset.get_source_class_id(int(class_id), "coco")))
+    return keypoint_metrics(coco, results, sigmas, image_ids=coco_image_ids,
+                            verbose=bool(verbose))
+
+
 def imagenet_weights(model):
     """Path of ImageNet backbone weights for the model's BACKBONE (downloaded once)."""
     if hasattr(model, "get_imagenet_weights"):
@@ -330,26 +428,31 @@ def _load_model_weights(model, choice):
     model.load_weights(path, by_name=True)
 
 
-def train_datasets(dataset_dir, year, download):
-    """(train, val) CocoDatasets: for 2014, train + valminusminival and minival."""
+def train_datasets(dataset_dir, year, download, keypoints=False):
+    """(train, val) CocoDatasets: for 2014, train + valminusminival and minival.
+    keypoints: person keypoints from person_keypoints_*.json."""
     train = CocoDataset()
-    train.load_coco(dataset_dir, "train", year=year, auto_download=download)
+    train.load_coco(dataset_dir, "train", year=year, auto_download=download,
+                    keypoints=keypoints)
     if str(year) == "2014":
-        train.load_coco(dataset_dir, "valminusminival", year=year, auto_download=download)
+        train.load_coco(dataset_dir, "valminusminival", year=year, auto_download=download,
+                        keypoints=keypoints)
     train.prepare()
     val = CocoDataset()
     val_subset = "minival" if str(year) == "2014" else "val"
-    val.load_coco(dataset_dir, val_subset, year=year, auto_download=download)
+    val.load_coco(dataset_dir, val_subset, year=year, auto_download=download,
+                  keypoints=keypoints)
     val.prepare()
     return train, val
 
 
 def train(model, dataset_dir, year, download=False):
     """Upstream's schedule: heads to epoch 40, ResNet stage 4+ to 120, all to 160 at LR/10,
-    with horizontal flips."""
+    with horizontal flips (keypoint models swap left and right keypoints with them)."""
     from mrcnn.imgaug_compat import iaa
 
-    dataset_train, dataset_val = train_datasets(dataset_dir, year, download)
+    keypoints = bool(getattr(model.config, "NUM_KEYPOINTS", 0))
+    dataset_train, dataset_val = train_datasets(dataset_dir, year, download, keypoints)
     augmentation = iaa.Fliplr(0.5)
     rate = model.config.LEARNING_RATE
     for layers, epochs, learning_rate in (("heads", 40, rate), ("4+", 120, rate),
@@ -384,6 +487,8 @@ def parse_args(argv=None):
     parser.add_argument("--download", nargs="?", const=True, default=False, type=_flag,
                         help="download missing COCO files first (--download or "
                              "--download=True)")
+    parser.add_argument("--keypoints", action="store_true",
+                        help="person keypoints (person_keypoints_*.json, CocoKeypointConfig)")
     return parser.parse_args(argv)
 
 
@@ -391,10 +496,11 @@ def main(argv=None):
     args = parse_args(argv)
     import mrcnn.model as modellib
 
+    base = CocoKeypointConfig if args.keypoints else CocoConfig
     if args.command == "train":
-        config = CocoConfig()
+        config = base()
     else:
-        class InferenceConfig(CocoConfig):
+        class InferenceConfig(base):
             GPU_COUNT = 1
             IMAGES_PER_GPU = 1
             DETECTION_MIN_CONFIDENCE = 0
@@ -409,11 +515,14 @@ def main(argv=None):
     subset = "minival" if args.year == "2014" else "val"
     dataset = CocoDataset()
     coco = dataset.load_coco(args.dataset, subset, year=args.year, return_coco=True,
-                             auto_download=args.download)
+                             auto_download=args.download, keypoints=args.keypoints)
     dataset.prepare()
     for eval_type in ("bbox", "segm"):
         print(f"Running COCO evaluation ({eval_type}) on {args.limit or 'all'} images.")
         evaluate_coco(model, dataset, coco, eval_type, limit=args.limit)
+    if args.keypoints:
+        print(f"Running COCO keypoint evaluation (OKS) on {args.limit or 'all'} images.")
+        evaluate_coco_keypoints(model, dataset, coco, limit=args.limit)
     return 0
 
 
