@@ -282,6 +282,42 @@ def test_detect_writes_pictures_video_masks_and_coco_results(workspace, detected
         assert len(loaded.getAnnIds()) == len(results)
 
 
+@pytest.mark.slow
+def test_detect_on_a_glob_with_video_frames_and_batches_of_one(workspace, trained, detected):
+    root, _ = workspace
+    checkpoint, _ = trained
+    _ok(run_cli(root, "detect", "--config", "tinycfg:TinyConfig", "--weights", checkpoint,
+                "--output", "frames_out", "--every-nth-frame", 3, "--video-output", "frames",
+                "--no-pictures", "--batch-size", 1, "images/shape_[01].png", "clip.avi"))
+    folder = root / "frames_out"
+    # Frames 0 and 3 of 5; no pictures of the images, no video file.
+    assert sorted(os.listdir(folder / "clip")) == ["frame_000000.png", "frame_000003.png"]
+    assert sorted(os.listdir(folder)) == ["clip", "images.json", "results.json"]
+    results, listing = _results_by_image(folder)
+    assert [i.get("frame") for i in listing["images"]] == [None, None, 0, 3]
+    # The images' detections are those of the run in batches of two.
+    earlier, _ = _results_by_image(detected[0])
+    for image_id in (1, 2):
+        now = [r for r in results if r["image_id"] == image_id]
+        before = [r for r in earlier if r["image_id"] == image_id]
+        assert len(now) == len(before)
+        np.testing.assert_allclose([r["score"] for r in now], [r["score"] for r in before],
+                                   atol=1e-4)
+        np.testing.assert_allclose([r["bbox"] for r in now], [r["bbox"] for r in before],
+                                   atol=1)
+
+
+@pytest.mark.slow
+def test_train_resumes_the_last_checkpoint(workspace, trained):
+    root, _ = workspace
+    checkpoint, _ = trained
+    result = _ok(run_cli(root, "train", "--coco", "ann.json", "--images", "images",
+                         "--config", "tinycfg:TinyConfig", "--weights", "last", "--epochs", 1,
+                         "--logs", "logs"))
+    assert f"Loading weights {os.path.relpath(checkpoint, root)}" in result.stdout
+    assert "Nothing to train: the checkpoint is at epoch 1 and --epochs is 1" in result.stdout
+
+
 # --- evaluate --------------------------------------------------------------------------
 
 def _reference_metrics(root, coco, detect_folder):
@@ -532,3 +568,87 @@ def test_errors_exit_non_zero_in_a_subprocess(tmp_path):
     assert "Traceback" not in result.stderr
     usage = run_cli(tmp_path, "detect", "--output", "out", "x.png")
     assert usage.returncode == 2 and "--weights" in usage.stderr
+
+
+# --- the four annotation formats -----------------------------------------------------------
+
+# Two 24x32 images, each with a "cat" and a "dog" rectangle (x1, y1, x2, y2): with COCO's
+# pixel convention a rectangle covers rows y1..y2-1 and columns x1..x2-1.
+RECTANGLES = {"a.png": [("cat", (2, 3, 10, 9)), ("dog", (14, 5, 30, 20))],
+              "b.png": [("dog", (0, 0, 8, 24)), ("cat", (20, 10, 31, 13))]}
+
+
+def _rectangle_mask(box, height=24, width=32):
+    x1, y1, x2, y2 = box
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y1:y2, x1:x2] = True
+    return mask
+
+
+def _write_formats(root):
+    """The rectangles as COCO, VIA 2.x, LabelMe and mask-folder annotations."""
+    from PIL import Image
+
+    images = root / "imgs"
+    images.mkdir()
+    coco = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"},
+                                                             {"id": 2, "name": "dog"}]}
+    via, labelme = {}, root / "labelme"
+    labelme.mkdir()
+    for index, (name, rectangles) in enumerate(RECTANGLES.items()):
+        Image.fromarray(np.full((24, 32, 3), 40 * index, np.uint8)).save(images / name)
+        Image.fromarray(np.full((24, 32, 3), 40 * index, np.uint8)).save(labelme / name)
+        coco["images"].append({"id": index + 1, "file_name": name, "height": 24, "width": 32})
+        regions, shapes = [], []
+        for k, (label, (x1, y1, x2, y2)) in enumerate(rectangles):
+            coco["annotations"].append({
+                "id": len(coco["annotations"]) + 1, "image_id": index + 1, "iscrowd": 0,
+                "category_id": 1 if label == "cat" else 2,
+                "segmentation": [[x1, y1, x2, y1, x2, y2, x1, y2]]})
+            regions.append({"shape_attributes": {"name": "rect", "x": x1, "y": y1,
+                                                 "width": x2 - x1, "height": y2 - y1},
+                            "region_attributes": {"kind": label}})
+            shapes.append({"label": label, "points": [[x1, y1], [x2, y2]], "group_id": None,
+                           "description": "", "shape_type": "rectangle", "flags": {},
+                           "mask": None})
+            folder = root / "masks" / os.path.splitext(name)[0]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_rectangle_mask((x1, y1, x2, y2)).astype(np.uint8) * 255).save(
+                folder / f"{label}_{k}.png")
+        via[f"{name}1"] = {"filename": name, "size": 1, "regions": regions,
+                           "file_attributes": {}}
+        (labelme / f"{os.path.splitext(name)[0]}.json").write_text(json.dumps({
+            "version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": name,
+            "imageData": None, "imageHeight": 24, "imageWidth": 32}))
+    (root / "coco.json").write_text(json.dumps(coco))
+    (root / "via.json").write_text(json.dumps(via))
+
+
+@pytest.mark.parametrize("options", [
+    ["--coco", "coco.json", "--images", "imgs"],
+    ["--via", "via.json", "--images", "imgs", "--class-attribute", "kind"],
+    ["--labelme", "labelme"],
+    ["--masks", "imgs", "masks"],
+])
+def test_each_annotation_format_loads_through_the_data_options(options, tmp_path,
+                                                               monkeypatch):
+    from mrcnn.cli import build_parser, data
+
+    _write_formats(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for names in (None, "dog,cat"):
+        argv = ["train"] + options + ["--weights", "none", "--epochs", "1"]
+        args = build_parser().parse_args(argv + (["--class-names", names] if names else []))
+        dataset = data.load_dataset(args)
+        if names:
+            assert dataset.class_names == ["BG", "dog", "cat"]
+        assert sorted(dataset.class_names) == ["BG", "cat", "dog"]
+        assert data.load_dataset(args, prefix="val-") is None
+        for image_id in dataset.image_ids:
+            name = os.path.basename(dataset.image_info[image_id]["path"])
+            masks, class_ids = dataset.load_mask(image_id)
+            got = sorted((dataset.class_names[c], masks[..., i].tobytes())
+                         for i, c in enumerate(class_ids))
+            expected = sorted((label, _rectangle_mask(box).tobytes())
+                              for label, box in RECTANGLES[name])
+            assert got == expected, name
