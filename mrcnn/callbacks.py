@@ -12,6 +12,10 @@ use it) and into TensorBoard::
         log_dir=model.log_dir)
     model.train(train_dataset, val_dataset, learning_rate=config.LEARNING_RATE,
                 epochs=20, layers="heads", custom_callbacks=[map_callback])
+
+With `monitor="val_mAP"` (and optionally `patience=N`) the same call also keeps the best
+epoch's weights as `mask_rcnn_{name}_best.h5` and stops when the mAP no longer improves
+(mrcnn.checkpoints); epochs without an evaluation count neither way.
 """
 import os
 import shutil
