@@ -218,3 +218,16 @@ def per_class_table(result, class_names):
 
 def _fmt(value):
     return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+# The confusion matrix and the precision-recall / F1 curves live in mrcnn.evaluation_curves
+# (which builds on this module); they are reachable from here too.
+_CURVE_FUNCTIONS = ("image_record", "collect_records", "confusion_matrix",
+                    "precision_recall_curves", "f1_by_score_threshold")
+
+
+def __getattr__(name):
+    if name in _CURVE_FUNCTIONS:
+        from mrcnn import evaluation_curves
+        return getattr(evaluation_curves, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

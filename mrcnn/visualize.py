@@ -748,3 +748,16 @@ def display_weight_stats(model):
 
 
 from mrcnn.visualize_keypoints import display_keypoints, draw_keypoints  # noqa: E402
+
+
+# The evaluation pictures live in mrcnn.visualize_evaluation (which uses this module's
+# helpers); they are reachable from here too, as visualize.plot_confusion_matrix etc.
+_EVALUATION_PICTURES = ("plot_confusion_matrix", "plot_precision_recall_curves",
+                        "plot_f1_by_threshold")
+
+
+def __getattr__(name):
+    if name in _EVALUATION_PICTURES:
+        from mrcnn import visualize_evaluation
+        return getattr(visualize_evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -200,3 +200,13 @@ def test_pictures_are_written_headless(tmp_path):
     assert "best F1 0.571 at score 0.30" in [t.get_text() for t in ax.get_legend().get_texts()]
     for path in (matrix_path, pr_path, f1_path):
         assert os.path.getsize(path) > 1000
+
+
+def test_reachable_from_evaluate_and_visualize():
+    from mrcnn import evaluate, visualize
+
+    assert evaluate.confusion_matrix is curves.confusion_matrix
+    assert evaluate.f1_by_score_threshold is curves.f1_by_score_threshold
+    assert visualize.plot_f1_by_threshold is visualize_evaluation.plot_f1_by_threshold
+    with pytest.raises(AttributeError, match="no_such_picture"):
+        visualize.no_such_picture
