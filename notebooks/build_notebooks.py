@@ -241,6 +241,112 @@ visualize_evaluation.plot_f1_by_threshold(f1)
 plt.show()
 print(f"best F1 {f1['best_f1']:.3f} at score threshold {f1['best_threshold']:.2f}")
 '''),
+    md("""
+## Training from a COCO JSON file
+
+Your own annotations most likely come out of a tool (CVAT, Labelbox, Roboflow, makesense, ...)
+as a COCO instances JSON: the images by file name, the categories, and one annotation per
+instance with its polygons (or RLE). No Dataset subclass is needed for it:
+`mrcnn.datasets.CocoDataset(json_file, image_dir)` reads it, with category ids in any order
+mapped to classes 1..K (`category_to_class`). Here the shapes images are written as such a
+file on the fly, the PNG files and one polygon per shape (the whole shape, as an annotator
+draws it, also where a later shape hides part of it), then read back and trained on.
+"""),
+    code('''
+import json
+import tempfile
+
+from PIL import Image
+
+from mrcnn.datasets import CocoDataset
+from mrcnn.shapes import SHAPE_NAMES
+
+
+def shape_polygon(name, x, y, s, height, width):
+    """A shape of the ShapesDataset spec as one COCO polygon [x1, y1, x2, y2, ...] (pixels)."""
+    if name == "square":
+        points = [(x - s, y - s), (x + s, y - s), (x + s, y + s), (x - s, y + s)]
+    elif name == "triangle":
+        half_base = s / np.sin(np.pi / 3)
+        points = [(x, y - s), (x + half_base, y + s), (x - half_base, y + s)]
+    else:  # a circle as a 24-gon
+        angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+        points = list(zip(x + s * np.cos(angles), y + s * np.sin(angles)))
+    return [round(float(v), 1) for px, py in points
+            for v in (np.clip(px, 0, width), np.clip(py, 0, height))]
+
+
+def write_coco(dataset, folder):
+    """folder/images/*.png and folder/annotations.json for the images of a ShapesDataset."""
+    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+    categories = [{"id": 10 * k, "name": name, "supercategory": "shape"}   # ids need not be 1..K
+                  for k, name in enumerate(SHAPE_NAMES, start=1)]
+    category_id = {c["name"]: c["id"] for c in categories}
+    images, annotations = [], []
+    for image_id in map(int, dataset.image_ids):
+        info = dataset.image_info[image_id]
+        file_name = f"shape_{image_id:04d}.png"
+        Image.fromarray(dataset.load_image(image_id)).save(os.path.join(folder, "images", file_name))
+        images.append({"id": image_id + 1, "file_name": file_name,
+                       "height": int(info["height"]), "width": int(info["width"])})
+        for name, _, (x, y, s) in info["shapes"]:
+            polygon = shape_polygon(name, x, y, s, info["height"], info["width"])
+            xs, ys = polygon[0::2], polygon[1::2]
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id + 1,
+                                "category_id": category_id[name], "iscrowd": 0,
+                                "segmentation": [polygon],
+                                "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]})
+    path = os.path.join(folder, "annotations.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
+    return path
+
+
+coco_folder = tempfile.mkdtemp(prefix="shapes_coco_")
+train_json = write_coco(dataset_train, os.path.join(coco_folder, "train"))
+val_json = write_coco(dataset_val, os.path.join(coco_folder, "val"))
+with open(train_json) as f:
+    print(json.dumps(json.load(f)["annotations"][0]))
+
+coco_train = CocoDataset(train_json, os.path.join(coco_folder, "train", "images"))
+coco_val = CocoDataset(val_json, os.path.join(coco_folder, "val", "images"))
+print("classes:", coco_train.class_names, " category id -> class id:", coco_train.category_to_class)
+image_id = coco_train.image_ids[0]
+mask, class_ids = coco_train.load_mask(image_id)
+visualize.display_top_masks(coco_train.load_image(image_id), mask, class_ids,
+                            coco_train.class_names)
+'''),
+    md("""
+A config of its own `NAME` keeps these checkpoints apart from the shapes run above;
+`NUM_CLASSES` is the file's categories plus the background. The command line does the same
+from the files alone (`mrcnn train --help`):
+
+```
+mrcnn train --coco train/annotations.json --images train/images \\
+    --val-coco val/annotations.json --val-images val/images \\
+    --config mrcnn.shapes:ShapesConfig --set NAME=coco_shapes \\
+    --weights none --layers all --epochs 2
+```
+"""),
+    code('''
+class CocoShapesConfig(ShapesConfig):
+    NAME = "coco_shapes"
+
+coco_config = CocoShapesConfig()
+coco_config.NUM_CLASSES = coco_train.num_classes
+COCO_EPOCHS = 2
+if QUICK:
+    coco_config.IMAGES_PER_GPU = 2
+    coco_config.STEPS_PER_EPOCH = 2
+    coco_config.VALIDATION_STEPS = 1
+    COCO_EPOCHS = 1
+
+keras.utils.set_random_seed(0)
+coco_model = modellib.MaskRCNN(mode="training", config=coco_config, model_dir=MODEL_DIR)
+coco_model.train(coco_train, coco_val, learning_rate=coco_config.LEARNING_RATE,
+                 epochs=COCO_EPOCHS, layers="all")
+print("COCO-trained checkpoint:", os.path.relpath(coco_model.find_last(), MODEL_DIR))
+'''),
 ]
 
 
