@@ -502,6 +502,11 @@ def _write_coco(path, segmentation):
     (["detect", "--weights", "w.h5", "--output", "out", "empty"] + CFG,
      ["empty", "no image or video"]),
     (["evaluate", "--weights", "w.h5"] + CFG, ["no data to evaluate"]),
+    (["evaluate", "--weights", "w.h5", "--limit", "0"] + CFG, ["--limit 0"]),
+    (["detect", "--weights", "w.h5", "--output", "out", "--every-nth-frame", "0",
+      "images"] + CFG, ["--every-nth-frame 0"]),
+    (["detect", "--weights", "w.h5", "--output", "out", "--min-confidence", "1.5",
+      "images"] + CFG, ["--min-confidence 1.5"]),
     (["export", "--weights", "w.h5", "--format", "saved_model", "--quantization", "int8",
       "out"] + CFG, ["--quantization", "tflite"]),
 ])

@@ -67,6 +67,8 @@ def run(args):
     from mrcnn.coco_eval import IOU_TYPES, coco_metrics, dataset_to_coco
     from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map, per_class_table
 
+    if args.limit is not None and args.limit < 1:
+        raise common.CliError(f"--limit {args.limit}: must be at least 1")
     config, fixed = common.load_config(args)
     dataset = data.load_dataset(args)
     if dataset is None:
@@ -85,7 +87,7 @@ def run(args):
                                    class_count=dataset.num_classes)
     image_ids = list(dataset.image_ids)
     if args.limit is not None:
-        image_ids = image_ids[:max(0, args.limit)]
+        image_ids = image_ids[:args.limit]
     recorder = RecordingModel(model, image_ids)
     result = evaluate_map(recorder, dataset, image_ids, iou_thresholds=COCO_IOU_THRESHOLDS,
                           verbose=1)
