@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn import distribute, inference, schedule, training, utils, weights_io
+from mrcnn import distribute, inference, schedule, tiling, training, utils, weights_io
 from mrcnn import keypoint_inference
 from mrcnn import checkpoints as run_checkpoints
 from mrcnn.data import (DataGenerator, build_rpn_targets, data_generator,  # noqa: F401
@@ -201,6 +201,12 @@ class MaskRCNN:
         """Write an ONNX file serving raw uint8 images; see mrcnn.export.export_onnx."""
         from mrcnn import export
         return export.export_onnx(self, path, opset=opset)
+
+    def export_tflite(self, path, quantization=None, image_shape=None):
+        """Write a TFLite (LiteRT) file with builtin ops only; see mrcnn.export.export_tflite."""
+        from mrcnn import export
+        return export.export_tflite(self, path, quantization=quantization,
+                                    image_shape=image_shape)
 
     # --- Training ---------------------------------------------------------------------
     def compile(self, learning_rate, momentum=None, total_steps=1, first_step=0,
@@ -493,6 +499,16 @@ class MaskRCNN:
                         parsed["original_image_shape"][index], molded_images[index].shape,
                         parsed["window"][index])
         return results
+
+    def detect_tiled(self, images, tile_size=None, overlap=0.2, batch_size=None,
+                     mask_format="box", match_threshold=0.5, verbose=0):
+        """Detect in images larger than the model: overlapping tiles at native resolution,
+        detected in batches, merged across the seams. See `mrcnn.tiling.detect_tiled`
+        (tile_size defaults to IMAGE_SHAPE[:2], masks are box-local unless mask_format
+        says "rle" or "full")."""
+        return tiling.detect_tiled(self, images, tile_size=tile_size, overlap=overlap,
+                                   batch_size=batch_size, mask_format=mask_format,
+                                   match_threshold=match_threshold, verbose=verbose)
 
     def _batches(self, molded):
         """Indices grouped by molded shape, then in chunks of BATCH_SIZE."""
