@@ -45,6 +45,7 @@ Compared with SAHI's sliced inference (`sahi.predict.get_sliced_prediction`):
   the border; here tiles are evenly spaced, so all overlaps are alike.
 
 The model's DETECTION_MAX_INSTANCES bounds the detections per tile, not per image.
+Keypoints of a keypoint model are not tiled (the results hold no "keypoints").
 Tiles run at native scale whatever IMAGE_RESIZE_MODE says: a model for tiling is best
 trained on crops at the scale of the images (e.g. IMAGE_RESIZE_MODE = "crop").
 """
@@ -162,7 +163,8 @@ def detect_tiles(model, image, tiles, batch_size):
         batch = tiles[start:start + batch_size]
         crops = [image[y1:y2, x1:x2] for y1, x1, y2, x2 in batch]
         molded, metas = zip(*(mold_tile(crop, molded_shape, config) for crop in crops))
-        detections, masks = model._predict(np.stack(molded), np.stack(metas))
+        # Keypoint models return detection_keypoints too: tiles carry no keypoints.
+        detections, masks, *_ = model._predict(np.stack(molded), np.stack(metas))
         for row, crop in enumerate(crops):
             rois, class_ids, scores, probabilities = model.unmold_detections(
                 detections[row], masks[row], crop.shape, molded[row].shape,
