@@ -431,6 +431,11 @@ class MaskRCNN:
               `utils.paste_masks(r["masks"], r["rois"], image.shape)` gives "full";
             - "rle": a list of N COCO RLE dicts {"size": [H, W], "counts": str}
               (pycocotools.mask.decode gives "full"'s masks[..., i]).
+            A keypoint model (NUM_KEYPOINTS = K > 0) adds "keypoints" float32
+            [N, K, 3]: (x, y, score) per detection, x, y in the original image's
+            pixel-index frame (integer x is the centre of column x), score the heatmap
+            cell's softmax probability (see mrcnn.keypoint_inference); a keypoint-only
+            model (KEYPOINT_WITH_MASKS False) returns no "masks".
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
