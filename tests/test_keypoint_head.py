@@ -190,3 +190,17 @@ def test_detect_returns_keypoints_in_original_pixels_aligned_with_the_rois(tmp_p
         assert ("masks" in result) == Config.KEYPOINT_WITH_MASKS
     # Random weights with DETECTION_MIN_CONFIDENCE 0 detect something in some image.
     assert sum(len(r["rois"]) for r in results) > 0
+
+
+def test_detect_molded_gives_the_keypoints_of_detect_with_aligned_pooling(tmp_path):
+    class Aligned(InferenceKeypointConfig):
+        ROI_ALIGN_MODE = "aligned"
+    keras.utils.set_random_seed(2)
+    model = modellib.MaskRCNN("inference", Aligned(), str(tmp_path))
+    image = np.random.default_rng(3).integers(0, 255, (48, 72, 3), dtype=np.uint8)
+    direct = model.detect([image])[0]
+    molded, metas, _ = model.mold_inputs([image])
+    again = model.detect_molded(molded, metas)[0]
+    assert len(direct["rois"]) > 0
+    np.testing.assert_array_equal(again["rois"], direct["rois"])
+    np.testing.assert_allclose(again["keypoints"], direct["keypoints"], atol=1e-5)
