@@ -14,13 +14,12 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 from mrcnn.cli import main
-from mrcnn.cli.common import COCO_WEIGHTS_ENV
+from mrcnn.cli.weights import COCO_WEIGHTS_ENV
 
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Non-contiguous category ids, as annotation tools write them: classes 1..3 map to these.

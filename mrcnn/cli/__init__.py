@@ -7,8 +7,9 @@
     mrcnn export --config myconfig:MyConfig --weights last --format saved_model out/model
 
 ``mrcnn <command> --help`` describes each. One file per subcommand in this package;
-common.py holds the config and weights options, data.py the data set options, media.py
-the image and video files of detect.
+settings.py holds --config and --set, weights.py --weights, classes.py the class names
+beside a checkpoint, data.py the data set options, media.py the image and video files of
+detect, common.py the inference model of detect, evaluate and export.
 
 Errors in arguments or inputs (a missing file, a config attribute that does not exist,
 bad annotations) print one line naming the file or attribute and exit with status 2;
@@ -18,7 +19,8 @@ import argparse
 import os
 import sys
 
-from mrcnn.cli import common, detect, evaluate, export, train
+from mrcnn.cli import detect, evaluate, export, train
+from mrcnn.cli.errors import CliError
 
 SUBCOMMANDS = (train, detect, evaluate, export)
 DEBUG_ENV = "MRCNN_DEBUG"
@@ -39,12 +41,12 @@ def build_parser():
 
 def _known_errors():
     """Errors that are the user's input, reported in one line (no traceback). Weights
-    files that do not fit are CliErrors (common.load_weights), so that keras need not be
+    files that do not fit are CliErrors (weights.load_weights), so that keras need not be
     imported before a model is built."""
     from mrcnn.config import ConfigError
     from mrcnn.validate import DatasetError
 
-    return common.CliError, ConfigError, DatasetError
+    return CliError, ConfigError, DatasetError
 
 
 def main(argv=None):

@@ -44,7 +44,7 @@ def add_dataset_arguments(parser, prefix="", title=None):
 
 def chosen_format(args, prefix=""):
     """The format given under ``prefix`` (or None); two at once is an error."""
-    from mrcnn.cli.common import CliError
+    from mrcnn.cli.errors import CliError
 
     attribute = prefix.replace("-", "_")
     given = [name for name in FORMATS if getattr(args, attribute + name, None)]
@@ -55,7 +55,7 @@ def chosen_format(args, prefix=""):
 
 
 def _path_must_exist(option, path, folder=False):
-    from mrcnn.cli.common import CliError
+    from mrcnn.cli.errors import CliError
 
     exists = os.path.isdir(path) if folder else os.path.isfile(path)
     if not exists:

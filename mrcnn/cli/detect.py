@@ -20,7 +20,8 @@ IMAGES_PER_GPU (--batch-size); video frames are read one at a time.
 import json
 import os
 
-from mrcnn.cli import common, media
+from mrcnn.cli import classes, common, media, settings, weights
+from mrcnn.cli.errors import CliError
 
 HELP = "detect instances in images, folders and videos; save pictures and COCO JSON"
 
@@ -33,8 +34,8 @@ def add_parser(subparsers, formatter):
                              "('photos/*.jpg') or video files")
     parser.add_argument("--output", required=True, metavar="DIR",
                         help="folder for the pictures, videos and JSON files")
-    common.add_config_arguments(parser)
-    common.add_weights_argument(parser)
+    settings.add_config_arguments(parser)
+    weights.add_weights_argument(parser)
     parser.add_argument("--min-confidence", type=float, metavar="P",
                         help="keep detections scoring at least P (the config's "
                              "DETECTION_MIN_CONFIDENCE by default)")
@@ -57,17 +58,17 @@ def add_parser(subparsers, formatter):
 
 
 def _configure(args):
-    config, fixed = common.load_config(args)
+    config, fixed = settings.load_config(args)
     if args.min_confidence is not None:
         if not 0 <= args.min_confidence <= 1:
-            raise common.CliError(f"--min-confidence {args.min_confidence}: must lie in [0, 1]")
+            raise CliError(f"--min-confidence {args.min_confidence}: must lie in [0, 1]")
         config.DETECTION_MIN_CONFIDENCE = args.min_confidence
     if args.batch_size is not None:
         if args.batch_size < 1:
-            raise common.CliError(f"--batch-size {args.batch_size}: must be at least 1")
+            raise CliError(f"--batch-size {args.batch_size}: must be at least 1")
         config.IMAGES_PER_GPU = args.batch_size
     if args.every_nth_frame < 1:
-        raise common.CliError(f"--every-nth-frame {args.every_nth_frame}: must be at least 1")
+        raise CliError(f"--every-nth-frame {args.every_nth_frame}: must be at least 1")
     return config, fixed
 
 
@@ -186,9 +187,10 @@ def _batches(items, size):
 def run(args):
     inputs = media.expand_inputs(args.inputs)
     config, fixed = _configure(args)
-    weights = common.weights_path(args.weights, config, args.logs)
-    model = common.inference_model(args, config, fixed, weights)
-    class_names, category_ids = common.class_names_for(args, weights, config.NUM_CLASSES)
+    weights_file = weights.weights_path(args.weights, config, args.logs)
+    model = common.inference_model(args, config, fixed, weights_file)
+    class_names, category_ids = classes.class_names_for(args, weights_file,
+                                                        config.NUM_CLASSES)
     outputs = Outputs(args, class_names, category_ids)
     import keras
 

@@ -11,7 +11,8 @@ images for all of them. --json writes the same numbers to a file.
 import json
 import math
 
-from mrcnn.cli import common, data
+from mrcnn.cli import common, data, settings, weights
+from mrcnn.cli.errors import CliError
 
 HELP = "mAP@0.5 and COCO metrics (bbox, segm) on an annotated data set"
 
@@ -20,8 +21,8 @@ def add_parser(subparsers, formatter):
     parser = subparsers.add_parser("evaluate", help=HELP, description=__doc__,
                                    formatter_class=formatter)
     data.add_dataset_arguments(parser)
-    common.add_config_arguments(parser)
-    common.add_weights_argument(parser)
+    settings.add_config_arguments(parser)
+    weights.add_weights_argument(parser)
     parser.add_argument("--limit", type=int, metavar="N",
                         help="evaluate the first N images only")
     parser.add_argument("--min-confidence", type=float, metavar="P",
@@ -68,22 +69,22 @@ def run(args):
     from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map, per_class_table
 
     if args.limit is not None and args.limit < 1:
-        raise common.CliError(f"--limit {args.limit}: must be at least 1")
-    config, fixed = common.load_config(args)
+        raise CliError(f"--limit {args.limit}: must be at least 1")
+    config, fixed = settings.load_config(args)
     dataset = data.load_dataset(args)
     if dataset is None:
-        raise common.CliError("no data to evaluate on: give --coco ANN.json --images DIR, "
+        raise CliError("no data to evaluate on: give --coco ANN.json --images DIR, "
                               "--via FILE --images DIR, --labelme DIR or --masks IMAGES_DIR "
                               "MASKS_DIR")
     print(f"Data: {data.describe(dataset)}")
     if args.min_confidence is not None:
         config.DETECTION_MIN_CONFIDENCE = args.min_confidence
     if fixed and config.NUM_CLASSES != dataset.num_classes:
-        raise common.CliError(f"NUM_CLASSES is {config.NUM_CLASSES} in {args.config} but the "
+        raise CliError(f"NUM_CLASSES is {config.NUM_CLASSES} in {args.config} but the "
                               f"data set has {dataset.num_classes} classes (background "
                               f"included): {list(dataset.class_names)}")
-    weights = common.weights_path(args.weights, config, args.logs)
-    model = common.inference_model(args, config, fixed, weights,
+    weights_file = weights.weights_path(args.weights, config, args.logs)
+    model = common.inference_model(args, config, fixed, weights_file,
                                    class_count=dataset.num_classes)
     image_ids = list(dataset.image_ids)
     if args.limit is not None:
@@ -111,7 +112,7 @@ def run(args):
                                 for c, n in sorted(result["gt_count"].items())},
                   "detections": {dataset.class_names[c]: n
                                  for c, n in sorted(result["detection_count"].items())},
-                  "coco": coco, "weights": weights}
+                  "coco": coco, "weights": weights_file}
         with open(args.json_path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
         print(f"\nMetrics written to {args.json_path}")

@@ -10,7 +10,8 @@ optional packages (tf2onnx for ONNX); a missing one is named in the error.
 """
 import importlib
 
-from mrcnn.cli import common
+from mrcnn.cli import common, settings, weights
+from mrcnn.cli.errors import CliError
 
 HELP = "export a SavedModel, ONNX or TFLite model"
 FORMATS = {"saved_model": "export_saved_model", "onnx": "export_onnx",
@@ -25,8 +26,8 @@ def add_parser(subparsers, formatter):
     parser.add_argument("--format", required=True, choices=tuple(FORMATS))
     parser.add_argument("--quantization", metavar="MODE",
                         help="tflite only: passed to export_tflite(quantization=MODE)")
-    common.add_config_arguments(parser)
-    common.add_weights_argument(parser)
+    settings.add_config_arguments(parser)
+    weights.add_weights_argument(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -37,7 +38,7 @@ def exporter(format_name):
     name = FORMATS[format_name]
     function = getattr(module, name, None)
     if function is None:
-        raise common.CliError(f"--format {format_name}: this installation's mrcnn.export has "
+        raise CliError(f"--format {format_name}: this installation's mrcnn.export has "
                               f"no {name}()")
     return function
 
@@ -46,17 +47,17 @@ def _missing_package_error(format_name, error):
     package = error.name or str(error)
     hints = {"onnx": "pip install tf2onnx onnx onnxruntime",
              "tflite": "pip install ai-edge-litert"}
-    return common.CliError(f"--format {format_name} needs the optional package {package!r}, "
+    return CliError(f"--format {format_name} needs the optional package {package!r}, "
                            f"which is not installed ({error}); {hints.get(format_name, '')}")
 
 
 def run(args):
     if args.quantization and args.format != "tflite":
-        raise common.CliError("--quantization applies to --format tflite only")
-    config, fixed = common.load_config(args)
+        raise CliError("--quantization applies to --format tflite only")
+    config, fixed = settings.load_config(args)
     function = exporter(args.format)
-    weights = common.weights_path(args.weights, config, args.logs)
-    model = common.inference_model(args, config, fixed, weights)
+    weights_file = weights.weights_path(args.weights, config, args.logs)
+    model = common.inference_model(args, config, fixed, weights_file)
     try:
         if args.format == "tflite":
             written = function(model, args.out, quantization=args.quantization)

@@ -27,7 +27,7 @@ def kind_of(path):
 def expand_inputs(inputs):
     """[(path, kind)] of the INPUT arguments: files, folders (their images and videos,
     sorted, not recursive) and glob patterns. Raises CliError naming a missing input."""
-    from mrcnn.cli.common import CliError
+    from mrcnn.cli.errors import CliError
 
     found = []
     for item in inputs:
@@ -56,7 +56,7 @@ def read_image(path):
     """RGB uint8 [H, W, 3] of an image file; CliError naming the file if unreadable."""
     import skimage.io
 
-    from mrcnn.cli.common import CliError
+    from mrcnn.cli.errors import CliError
 
     try:
         image = np.asarray(skimage.io.imread(path))
@@ -86,7 +86,7 @@ class VideoFrames:
     def __init__(self, path, every_nth=1):
         import cv2
 
-        from mrcnn.cli.common import CliError
+        from mrcnn.cli.errors import CliError
 
         self.path = path
         self.every_nth = max(1, int(every_nth))
@@ -131,7 +131,7 @@ class VideoWriter:
     def write(self, frame):
         import cv2
 
-        from mrcnn.cli.common import CliError
+        from mrcnn.cli.errors import CliError
 
         if self._writer is None:
             codec = "MJPG" if self.path.lower().endswith(".avi") else "mp4v"

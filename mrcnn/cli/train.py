@@ -10,7 +10,8 @@ detect``). NUM_CLASSES comes from the data set unless the config sets it.
 import os
 import shlex
 
-from mrcnn.cli import common, data
+from mrcnn.cli import classes, data, settings, weights
+from mrcnn.cli.errors import CliError
 
 LAYER_CHOICES = ("heads", "all", "3+", "4+", "5+")
 HELP = "train on a COCO / VIA / LabelMe / mask-folder data set"
@@ -26,8 +27,8 @@ def add_parser(subparsers, formatter):
                              "(default 0.1)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the --val-fraction split (default 0)")
-    common.add_config_arguments(parser)
-    common.add_weights_argument(parser, training=True)
+    settings.add_config_arguments(parser)
+    weights.add_weights_argument(parser, training=True)
     parser.add_argument("--layers", default="heads", metavar="|".join(LAYER_CHOICES),
                         help="layers to train: heads, all, 3+, 4+, 5+ (ResNet stage and up) "
                              "or a regex of layer names (default: heads)")
@@ -43,21 +44,21 @@ def add_parser(subparsers, formatter):
 def _datasets(args):
     train = data.load_dataset(args)
     if train is None:
-        raise common.CliError("no training data: give --coco ANN.json --images DIR, --via "
+        raise CliError("no training data: give --coco ANN.json --images DIR, --via "
                               "FILE --images DIR, --labelme DIR or --masks IMAGES_DIR MASKS_DIR")
     val = data.load_dataset(args, prefix="val-")
     if val is not None and args.val_fraction is not None:
-        raise common.CliError("give validation data or --val-fraction, not both")
+        raise CliError("give validation data or --val-fraction, not both")
     if val is None:
         fraction = 0.1 if args.val_fraction is None else args.val_fraction
         try:
             train, val = train.split(fraction, seed=args.seed)
         except ValueError as error:
-            raise common.CliError(f"--val-fraction {fraction}: {error}") from None
+            raise CliError(f"--val-fraction {fraction}: {error}") from None
         print(f"Validation: {len(val.image_ids)} of the images (--val-fraction {fraction}, "
               f"seed {args.seed})")
     if list(val.class_names) != list(train.class_names):
-        raise common.CliError(f"the validation classes {list(val.class_names)} differ from "
+        raise CliError(f"the validation classes {list(val.class_names)} differ from "
                               f"the training classes {list(train.class_names)}; pass "
                               f"--class-names to fix them")
     return train, val
@@ -68,34 +69,33 @@ def _configure(args, config, fixed, train):
     if not fixed:
         config.NUM_CLASSES = train.num_classes
     elif config.NUM_CLASSES != train.num_classes:
-        raise common.CliError(
+        raise CliError(
             f"NUM_CLASSES is {config.NUM_CLASSES} in {args.config} but the data set has "
             f"{train.num_classes} classes (background included): {list(train.class_names)}")
-    common.validate_config(config, "training", f"--config {args.config}")
+    settings.validate_config(config, "training", f"--config {args.config}")
     return config
 
 
 def run(args):
     if args.epochs < 1:
-        raise common.CliError(f"--epochs {args.epochs}: must be at least 1")
-    config, fixed = common.load_config(args)
+        raise CliError(f"--epochs {args.epochs}: must be at least 1")
+    config, fixed = settings.load_config(args)
     train, val = _datasets(args)
     print(f"Training data: {data.describe(train)}")
     print(f"Validation data: {len(val.image_ids)} images")
     config = _configure(args, config, fixed, train)
     config.display()
-    weights = common.weights_path(args.weights, config, args.logs, training=True)
-    if weights is None and args.layers != "all":
+    weights_file = weights.weights_path(args.weights, config, args.logs, training=True)
+    if weights_file is None and args.layers != "all":
         print(f"Note: training from scratch (--weights none) with --layers {args.layers}; "
               f"the untrained backbone stays frozen. --layers all trains it too.")
     import mrcnn.model as modellib
 
     model = modellib.MaskRCNN(mode="training", config=config, model_dir=args.logs)
-    if weights is not None:
-        common.load_weights(model, weights,
-                            common.excluded_layers(args.exclude, config, args.weights))
-    classes = common.write_classes(model.log_dir, train)
-    print(f"Class names: {classes}")
+    if weights_file is not None:
+        weights.load_weights(model, weights_file,
+                             weights.excluded_layers(args.exclude, config, args.weights))
+    print(f"Class names: {classes.write_classes(model.log_dir, train)}")
     learning_rate = config.LEARNING_RATE if args.learning_rate is None else args.learning_rate
     if model.epoch >= args.epochs:
         print(f"Nothing to train: the checkpoint is at epoch {model.epoch} and --epochs is "
@@ -105,7 +105,7 @@ def run(args):
                 layers=args.layers)
     last = model.find_last()
     print(f"Last checkpoint: {last}")
-    settings = "".join(f" --set {shlex.quote(text)}" for text in args.settings)
-    print(f"Detect with: mrcnn detect --config {args.config}{settings} --weights {last} "
+    overrides = "".join(f" --set {shlex.quote(text)}" for text in args.settings)
+    print(f"Detect with: mrcnn detect --config {args.config}{overrides} --weights {last} "
           f"--output {os.path.join(os.path.dirname(last), 'detections')} IMAGES...")
     return 0
