@@ -73,7 +73,11 @@ def _bfloat16_agreement(tmp_path, result):
     val = result["val"]
     images = [val.load_image(i) for i in val.image_ids]
     agreement = detection_agreement(result["inference"].detect(images), bf16.detect(images))
-    agreement["mAP@0.5"] = evaluate_map(bf16, val, iou_thresholds=(0.5,))["mAP"][0.5]
+    thresholds = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
+    for name, model in (("float32", result["inference"]), ("bfloat16", bf16)):
+        maps = evaluate_map(model, val, iou_thresholds=thresholds)["mAP"]
+        agreement[f"{name}_mAP@0.5"] = maps[0.5]
+        agreement[f"{name}_mAP@[0.5:0.95]"] = float(np.mean(list(maps.values())))
     return agreement
 
 
@@ -89,13 +93,15 @@ def test_trains_on_shapes_and_reaches_map(tmp_path, capsys):
     assert result["mAP"][0.5] >= 0.5
 
     bf16 = _bfloat16_agreement(tmp_path, result)
-    _report(capsys, {"bfloat16_vs_float32": bf16, "float32_mAP@0.5": result["mAP"][0.5]})
-    # Measured (2 cores with AVX512_BF16): 110 of 113 float32 detections matched (0.973),
-    # mask IoU of the pairs 0.996 (min 0.88), mAP@0.5 0.803 against float32's 0.802.
+    _report(capsys, {"bfloat16_vs_float32": bf16})
+    # Measured in two runs (2 cores with AVX512_BF16): 110 of 113 and 121 of 121 float32
+    # detections matched; mask IoU of the pairs 0.996 and 0.994; mAP@0.5 0.803 vs 0.802 and
+    # 0.888 vs 0.887, mAP@[0.5:0.95] 0.663 vs 0.662 (bfloat16 vs float32).
     assert bf16["reference_count"] > 0
     assert bf16["matched_fraction"] >= 0.9          # same class, box IoU >= 0.9
     assert bf16["mask_iou_mean"] >= 0.9
-    assert abs(bf16["mAP@0.5"] - result["mAP"][0.5]) <= 0.05
+    assert abs(bf16["bfloat16_mAP@0.5"] - bf16["float32_mAP@0.5"]) <= 0.05
+    assert abs(bf16["bfloat16_mAP@[0.5:0.95]"] - bf16["float32_mAP@[0.5:0.95]"]) <= 0.05
 
 
 @pytest.mark.slow
