@@ -30,10 +30,17 @@ notebooks: $(STAMP)
 		$(BIN)/pip install --quiet -c requirements.txt "jupyterlab>=4,<5"
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(JUPYTER_ARGS)
 
-test: $(STAMP)
+# The export tests' optional runtimes (ONNX, LiteRT), pinned in requirements-test.txt.
+TEST_STAMP := $(VENV)/.installed-test
+
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(BIN)/pip install --quiet -r requirements-test.txt -c requirements.txt
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -ra
 
-test-quick: $(STAMP)
+test-quick: $(TEST_STAMP)
 	$(BIN)/python -m pytest -ra -m "not slow"
 
 bench: $(STAMP)

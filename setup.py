@@ -24,9 +24,13 @@ setup(
     extras_require={
         "augment": ["albumentations>=1.4"],
         "tensorboard": ["tensorboard>=2.16"],
+        # mrcnn.export: ONNX (convert and run) and the LiteRT interpreter for TFLite files.
+        "onnx": ["tf2onnx>=1.17,<2", "onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
+        "tflite": ["ai-edge-litert>=2.0,<3"],
         "notebooks": ["jupyterlab>=4", "ipykernel>=6", "nbclient>=0.10", "nbformat>=5.9"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9",
-                 "ipykernel>=6", "albumentations>=1.4"],
+                 "ipykernel>=6", "albumentations>=1.4", "tf2onnx>=1.17,<2", "onnx>=1.16,<2",
+                 "onnxruntime>=1.18,<2", "ai-edge-litert>=2.0,<3"],
     },
     entry_points={"console_scripts": ["mrcnn = mrcnn.cli:console_main"]},
     classifiers=[

@@ -1,37 +1,44 @@
-"""Export an inference MaskRCNN as a self-contained TensorFlow SavedModel.
+"""Molding, graph and unmolding in TensorFlow: what every exported model runs.
 
-The SavedModel takes raw images and returns detections in their pixels, so serving needs
-neither this package nor Keras: `tf.saved_model.load(export_dir)` and a call
-
-    outputs = loaded.signatures["serving_default"](images=uint8 [B, H, W, 3])
-
-All images of one call share a size; batch size and image size may change from call to
-call. Everything `MaskRCNN.detect` does outside the Keras graph happens in TensorFlow:
+An exported model takes raw images and returns detections in their pixels, so serving
+needs neither this package nor Keras. All images of one call share a size; batch size
+and image size may change from call to call (TFLite fixes what its converter needs, see
+`mrcnn.export.tflite`). Everything `MaskRCNN.detect` does outside the Keras graph happens
+in TensorFlow:
 
 - molding (`mold_images`): the resize of `utils.resize_image` (bilinear, half-pixel
   centres, no anti-aliasing, result truncated to integers like the uint8 image upstream
   resizes, a scaled side at least 2 pixels), zero padding, MEAN_PIXEL subtraction and the
   image_meta vector; a "crop" config molds as "pad64", as `detect()` does
-  (`inference.inference_resize_mode`);
+  (`inference.inference_resize_mode`). In "square" mode the molded image has the static
+  shape IMAGE_MAX_DIM x IMAGE_MAX_DIM, so the anchors are constants of the graph;
 - unmolding (`unmold_detections`): boxes shifted out of the window and scaled to the
-  original pixels (y2/x2 exclusive), zero-area boxes dropped, and each detection's
-  class mask resized to its box, thresholded at 0.5 and pasted (`paste_masks`).
+  original pixels (y2/x2 exclusive), zero-area boxes dropped, and each detection's class
+  mask returned at the mask head's resolution ("box" masks, as `detect(mask_format="box")`).
 
-Outputs (D = DETECTION_MAX_INSTANCES; rows past `num_detections` are zero/False):
+Outputs (D = DETECTION_MAX_INSTANCES, mh x mw = MASK_SHAPE; rows past `num_detections`
+are zero):
     boxes int32 [B, D, 4] (y1, x1, y2, x2) pixels of the input image,
     class_ids int32 [B, D], scores float32 [B, D],
-    masks bool [B, D, H, W], num_detections int32 [B].
+    masks float32 [B, D, mh, mw] mask probabilities inside each box (box-local frame:
+        row 0 is the box's top edge y1, the last row its bottom edge y2),
+    num_detections int32 [B].
+No output grows with the image: full-image masks are made only for real detections, by
+the caller, with a paste helper: `mrcnn.inference.paste_masks(masks[:n], boxes[:n],
+(H, W))` (numpy, bool [H, W, n], exactly the masks of `detect()`) or `paste_masks` here
+(TensorFlow, bool [n, H, W]). The paste resizes each mask to its box (bilinear, OpenCV's
+half-pixel mapping), thresholds it at 0.5 and places it in an all-False image.
 
 Differences from `detect()`: TensorFlow's bilinear resize and OpenCV's (used by
 `utils.resize_image`, in float32 for uint8 images) round their float32 arithmetic
 differently, so after truncation a molded pixel can differ by one grey level where the
 interpolated value lies next to an integer; an integer scale or no resize (an image whose
-long side already equals IMAGE_MAX_DIM in "square" mode) molds identically. Mask pasting
-evaluates the same bilinear weights as OpenCV but sums them in another order, so a pixel
-whose mask value is within float rounding of 0.5 can flip.
+long side already equals IMAGE_MAX_DIM in "square" mode) molds identically.
 """
+import numpy as np
 import tensorflow as tf
 
+from mrcnn import utils
 from mrcnn.inference import inference_resize_mode
 from mrcnn.utils import MIN_SCALED_SIDE
 
@@ -46,21 +53,23 @@ def resize_scale(height, width, config):
     """Scale factor `utils.resize_image` applies to an image of height x width.
 
     Args:
-        height, width: float64 scalar tensors, the original image size.
+        height, width: float scalar tensors (float64 as numpy; float32 for TFLite, which
+            has no float64 arithmetic), the original image size.
     Returns:
-        float64 scalar: max(1, IMAGE_MIN_DIM / short side), at least IMAGE_MIN_SCALE, and
+        scalar of their dtype: max(1, IMAGE_MIN_DIM / short side), at least IMAGE_MIN_SCALE, and
         in "square" mode reduced to IMAGE_MAX_DIM / long side when the rounded long side
         would exceed IMAGE_MAX_DIM. 1 in "none" mode. "crop" configs scale as "pad64".
     """
     mode = inference_resize_mode(config)
-    one = tf.constant(1.0, tf.float64)
+    dtype = height.dtype
+    one = tf.constant(1.0, dtype)
     if mode == "none":
         return one
     scale = one
     if config.IMAGE_MIN_DIM:
         scale = tf.maximum(one, config.IMAGE_MIN_DIM / tf.minimum(height, width))
     if config.IMAGE_MIN_SCALE:
-        scale = tf.maximum(scale, tf.constant(config.IMAGE_MIN_SCALE, tf.float64))
+        scale = tf.maximum(scale, tf.constant(config.IMAGE_MIN_SCALE, dtype))
     if mode == "square" and config.IMAGE_MAX_DIM:
         long_side = tf.maximum(height, width)
         too_big = tf.round(long_side * scale) > config.IMAGE_MAX_DIM
@@ -70,7 +79,7 @@ def resize_scale(height, width, config):
 
 def _scaled_side(size, scale):
     """round(size * scale), at least MIN_SCALED_SIDE when scaled (utils._scaled_shape)."""
-    scaled = tf.cast(tf.round(tf.cast(size, tf.float64) * scale), tf.int32)
+    scaled = tf.cast(tf.round(tf.cast(size, scale.dtype) * scale), tf.int32)
     return tf.where(tf.equal(scale, 1.0), size, tf.maximum(scaled, MIN_SCALED_SIDE))
 
 
@@ -87,13 +96,35 @@ def _padding(size, config):
     return before, total - before
 
 
-def mold_images(images, config):
+def _static_molded_size(height, width, config):
+    """(h, w) of the molded image where known before the call, else None for both.
+
+    "square" molds every image to IMAGE_MAX_DIM square; other modes are known for a
+    static image size (as `utils.resize_image` computes them). A static molded size
+    makes the anchors constants of the graph (TFLite needs that: no float64 there).
+    """
+    mode = inference_resize_mode(config)
+    if mode == "square":
+        return config.IMAGE_MAX_DIM, config.IMAGE_MAX_DIM
+    if height is None or width is None:
+        return None, None
+    blank = np.zeros((int(height), int(width), 1), np.uint8)
+    molded = utils.resize_image(blank, min_dim=config.IMAGE_MIN_DIM,
+                                max_dim=config.IMAGE_MAX_DIM,
+                                min_scale=config.IMAGE_MIN_SCALE, mode=mode)[0]
+    return molded.shape[0], molded.shape[1]
+
+
+def mold_images(images, config, float64=True):
     """Resize, pad and normalise a batch of same-sized raw images; describe each.
 
     Args:
         images: uint8 (or any real dtype holding 0..255) [B, H, W, 3].
         config: the model's Config (IMAGE_RESIZE_MODE "square", "pad64", "none", or
             "crop", molded as "pad64").
+        float64: compute the scale in float64 as `utils.resize_image` does (False:
+            float32, for runtimes without float64 such as TFLite; a scaled side can then
+            differ by one pixel where size * scale lies within float32 rounding of .5).
     Returns:
         molded float32 [B, h, w, 3] (image minus MEAN_PIXEL, zero padding before the
         subtraction as upstream), image_meta float32 [B, 12 + NUM_CLASSES],
@@ -105,7 +136,8 @@ def mold_images(images, config):
                          f"got {config.IMAGE_RESIZE_MODE!r}")
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    scale = resize_scale(tf.cast(height, tf.float64), tf.cast(width, tf.float64), config)
+    dtype = tf.float64 if float64 else tf.float32
+    scale = resize_scale(tf.cast(height, dtype), tf.cast(width, dtype), config)
     new_h = _scaled_side(height, scale)
     new_w = _scaled_side(width, scale)
 
@@ -119,6 +151,8 @@ def mold_images(images, config):
     left, right = _padding(new_w, config)
     padded = tf.pad(resized, [[0, 0], [top, bottom], [left, right], [0, 0]])
     molded = padded - tf.constant(config.MEAN_PIXEL, tf.float32)
+    molded.set_shape([None, *_static_molded_size(images.shape[1], images.shape[2], config),
+                      None])
 
     window = tf.stack([top, left, top + new_h, left + new_w])
     molded_h, molded_w = new_h + top + bottom, new_w + left + right
@@ -137,13 +171,15 @@ def mold_images(images, config):
 
 # --- Unmolding --------------------------------------------------------------------------
 
-def boxes_to_pixels(boxes, original_hw, molded_hw, window):
+def boxes_to_pixels(boxes, original_hw, molded_hw, window, float64=True):
     """Normalised boxes of the molded image -> int32 pixel boxes of the original image.
 
     Args:
         boxes: float32 [..., 4] (y1, x1, y2, x2) normalised to the molded image.
         original_hw, molded_hw: int32 [2] heights and widths.
         window: int32 [4] pixels of the image inside the molded frame.
+        float64: scale to pixels in float64 as `utils.denorm_boxes` (False: float32,
+            a coordinate within float32 rounding of .5 can round the other way).
     Returns:
         int32 [..., 4], y2/x2 exclusive, rounded half to even (as np.around).
     """
@@ -154,10 +190,11 @@ def boxes_to_pixels(boxes, original_hw, molded_hw, window):
     shift = tf.stack([wy1, wx1, wy1, wx1])
     size = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
     size = tf.where(size > 0, size, tf.ones_like(size))  # a 1-pixel window axis
-    in_window = tf.cast((boxes - shift) / size, tf.float64)
-    height, width = tf.cast(original_hw[0], tf.float64), tf.cast(original_hw[1], tf.float64)
+    dtype = tf.float64 if float64 else tf.float32
+    in_window = tf.cast((boxes - shift) / size, dtype)
+    height, width = tf.cast(original_hw[0], dtype), tf.cast(original_hw[1], dtype)
     scale = tf.stack([height - 1, width - 1, height - 1, width - 1])
-    pixels = in_window * scale + tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
+    pixels = in_window * scale + tf.constant([0.0, 0.0, 1.0, 1.0], dtype)
     return tf.cast(tf.round(pixels), tf.int32)
 
 
@@ -212,7 +249,8 @@ def paste_masks(masks, boxes, height, width, threshold=0.5):
     return resized >= threshold
 
 
-def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window):
+def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window,
+                      float64=True):
     """The graph's batched outputs -> detections in pixels of the original images.
 
     Args:
@@ -222,15 +260,18 @@ def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window):
             detection_masks), or [B, D, mh, mw, NUM_CLASSES] (its mrcnn_mask; static rank).
         original_hw, molded_hw: int32 [2] image sizes before and after molding.
         window: int32 [4] where the image lies in the molded frame.
+        float64: see `boxes_to_pixels`.
     Returns:
         dict of boxes int32 [B, D, 4], class_ids int32 [B, D], scores float32 [B, D],
-        masks bool [B, D, H, W], num_detections int32 [B]. Valid detections come first in
-        the graph's order; zero-area boxes are dropped as in `inference.unmold_detections`.
+        masks float32 [B, D, mh, mw] (each detection's class mask, box-local),
+        num_detections int32 [B]. Valid detections come first in the graph's order;
+        zero-area boxes are dropped as in `inference.unmold_detections`; the rows after
+        them are zero. Full-image masks: `paste_masks` (see the module doc).
     """
-    batch, count = tf.shape(detections)[0], tf.shape(detections)[1]
     class_ids = tf.cast(detections[..., 4], tf.int32)
-    before_padding = tf.cast(tf.math.cumprod(tf.cast(class_ids > 0, tf.int32), axis=1), tf.bool)
-    boxes = boxes_to_pixels(detections[..., :4], original_hw, molded_hw, window)
+    # Rows before the first zero class id (cumsum: a TFLite builtin, cumprod is not).
+    before_padding = tf.equal(tf.cumsum(tf.cast(class_ids <= 0, tf.int32), axis=1), 0)
+    boxes = boxes_to_pixels(detections[..., :4], original_hw, molded_hw, window, float64)
     area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
     keep = tf.logical_and(before_padding, area > 0)
 
@@ -245,20 +286,26 @@ def unmold_detections(detections, mrcnn_mask, original_hw, molded_hw, window):
     if mrcnn_mask.shape.rank == 5:
         mrcnn_mask = tf.gather(mrcnn_mask, tf.cast(detections[..., 4], tf.int32), axis=4,
                                batch_dims=2)
-    class_masks = tf.gather(mrcnn_mask, order, batch_dims=1)
-
-    height, width = original_hw[0], original_hw[1]
-    mask_h, mask_w = int(mrcnn_mask.shape[2]), int(mrcnn_mask.shape[3])
-    flat_masks = tf.reshape(class_masks, [-1, mask_h, mask_w])
-    flat_boxes = tf.reshape(boxes, [-1, 4])
-    pasted = paste_masks(flat_masks, flat_boxes, height, width)
-    masks = tf.reshape(pasted, tf.stack([batch, count, height, width]))
-    masks = tf.logical_and(masks, keep[:, :, None, None])
+    masks = tf.gather(mrcnn_mask, order, batch_dims=1) * keep_f[:, :, None, None]
     return {"boxes": boxes, "class_ids": class_ids, "scores": scores, "masks": masks,
             "num_detections": tf.reduce_sum(keep_i, axis=1)}
 
 
 # --- The exported module ----------------------------------------------------------------
+
+def check_inference_model(model, caller):
+    """Raise ValueError unless `model` is a MaskRCNN built with mode="inference"."""
+    if getattr(model, "mode", None) != "inference":
+        raise ValueError(f"{caller} needs a MaskRCNN built with mode='inference', "
+                         f"got {getattr(model, 'mode', type(model).__name__)!r}")
+
+
+def _tf_variable(variable):
+    """The tf.Variable behind a Keras variable. Tracking these (not the Keras wrappers)
+    lets the TFLite converter freeze their values; the SavedModel takes either."""
+    value = getattr(variable, "value", None)
+    return value if isinstance(value, tf.Variable) else variable
+
 
 class MaskRCNNServing(tf.Module):
     """A tf.Module that runs raw images through molding, the graph and unmolding.
@@ -267,43 +314,32 @@ class MaskRCNNServing(tf.Module):
     functions and variables and loads without Keras or this package.
     """
 
-    def __init__(self, keras_model, config, name="mask_rcnn_serving"):
+    def __init__(self, keras_model, config, image_shape=None, batch_size=None,
+                 float64=True, name="mask_rcnn_serving"):
+        """Args:
+            keras_model, config: the inference graph and its Config.
+            image_shape: None (any size per call) or (H, W), fixed in the signature.
+            batch_size: None (any) or an int fixed in the signature.
+            float64: molding and box arithmetic in float64 as numpy (see mold_images).
+        """
         super().__init__(name=name)
-        self.model_variables = list(keras_model.variables)
-        channels = config.IMAGE_CHANNEL_COUNT
+        self.model_variables = [_tf_variable(v) for v in keras_model.variables]
+        height, width = image_shape if image_shape is not None else (None, None)
+        spec = tf.TensorSpec([batch_size, height, width, config.IMAGE_CHANNEL_COUNT],
+                             tf.uint8, name="images")
 
         def serve(images):
-            return run_serving(keras_model, config, images)
+            return run_serving(keras_model, config, images, float64=float64)
 
-        self.serve = tf.function(
-            serve, input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint8,
-                                                  name="images")])
+        self.serve = tf.function(serve, input_signature=[spec])
 
 
-def run_serving(keras_model, config, images):
+def run_serving(keras_model, config, images, float64=True):
     """Raw uint8 images [B, H, W, C] -> dict of SERVING_OUTPUTS (see the module doc)."""
-    molded, image_meta, window = mold_images(images, config)
+    molded, image_meta, window = mold_images(images, config, float64)
     outputs = keras_model({"input_image": molded, "input_image_meta": image_meta},
                           training=False)
     original_hw = tf.shape(images)[1:3]
     molded_hw = tf.shape(molded)[1:3]
     return unmold_detections(outputs["detections"], outputs["detection_masks"], original_hw,
-                             molded_hw, window)
-
-
-def export_saved_model(model, export_dir):
-    """Write an inference MaskRCNN as a SavedModel with a raw-image serving signature.
-
-    Args:
-        model: a `MaskRCNN` built with mode="inference" (weights loaded).
-        export_dir: directory to write (created).
-    Returns:
-        export_dir. Load with `tf.saved_model.load(export_dir)` and call
-        `.signatures["serving_default"](images=uint8 [B, H, W, 3])` or `.serve(images)`.
-    """
-    if getattr(model, "mode", None) != "inference":
-        raise ValueError("export_saved_model needs a MaskRCNN built with mode='inference'")
-    module = MaskRCNNServing(model.keras_model, model.config)
-    tf.saved_model.save(module, str(export_dir),
-                        signatures={"serving_default": module.serve.get_concrete_function()})
-    return export_dir
+                             molded_hw, window, float64)
