@@ -563,6 +563,31 @@ def test_bad_arguments_name_what_is_wrong(argv, expected, config_dir, capsys):
     _fails(argv, capsys, *expected)
 
 
+def test_config_from_a_module_a_file_or_the_only_class_with_settings(config_dir):
+    import mrcnn.cli.settings as settings
+    from mrcnn.cli import build_parser
+
+    def load(*options):
+        args = build_parser().parse_args(["export", "--weights", "w.h5", "--format",
+                                          "saved_model", "out"] + list(options))
+        return settings.load_config(args)
+
+    for spec in ("tinycfg:TinyConfig", "tinycfg",
+                 str(config_dir / "tinycfg.py") + ":TinyConfig", "./tinycfg.py"):
+        config, fixed = load("--config", spec)
+        assert type(config).__name__ == "TinyConfig" and config.BACKBONE == "resnet18", spec
+        assert not fixed                       # TinyConfig leaves NUM_CLASSES to the data
+    config, fixed = load("--config", "tinycfg", "--set", "NAME=my_run", "--set",
+                         "RPN_ANCHOR_SCALES=(4, 8, 16, 32, 64)", "--set",
+                         "MEAN_PIXEL=[1, 2, 3]", "--set", "NUM_CLASSES=5")
+    assert config.NAME == "my_run" and config.RPN_ANCHOR_SCALES == (4, 8, 16, 32, 64)
+    assert isinstance(config.MEAN_PIXEL, np.ndarray) and config.MEAN_PIXEL.tolist() == [1, 2, 3]
+    assert fixed and config.NUM_CLASSES == 5
+    import tinycfg
+
+    assert tinycfg.TinyConfig.NAME == "tiny"    # the class itself is left unchanged
+
+
 def test_bad_annotations_name_the_file_and_the_annotation(config_dir, capsys):
     _write_coco(config_dir / "ann.json", [[1, 1, 5, 1]])      # a polygon of 2 points
     _fails(TRAIN + CFG, capsys, "ann.json", "annotation 5", "polygon")

@@ -63,7 +63,9 @@ def _config_classes(module):
 
 def config_class(spec_text):
     """The Config subclass (or instance) named by ``--config MODULE[:CLASS]``."""
-    module_name, _, class_name = spec_text.partition(":")
+    module_name, colon, class_name = spec_text.rpartition(":")
+    if not (colon and class_name.isidentifier()):   # no ':Class' (or a drive letter, C:\...)
+        module_name, class_name = spec_text, ""
     if not module_name:
         raise CliError(f"--config {spec_text!r}: expected MODULE:CLASS, e.g. myconfig:MyConfig")
     module = _import_module(spec_text, module_name)
