@@ -5,7 +5,8 @@ trains from scratch for 200 steps with horizontal flips (the flip map swaps the 
 right corners) through the real input pipeline, then detects on 50 held-out images;
 pycocotools scores the keypoints (OKS with the data set's sigmas). The seeded run here
 reached keypoint AP50 0.76-0.80 and AP 0.47-0.49 (input threads make runs differ a
-little) after 1.2-1.6 training minutes on 2 cores; the bounds leave wide margins. bench/bench_keypoint_shapes.py runs the longer recipe.
+little) after 1.2-1.6 training minutes on 2 cores; the bounds leave wide margins.
+bench/bench_keypoint_shapes.py runs the longer recipe.
 """
 import json
 import time
