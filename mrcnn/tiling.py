@@ -32,20 +32,24 @@ Compared with SAHI's sliced inference (`sahi.predict.get_sliced_prediction`):
 * the same: overlapping slices of a fixed size (SAHI's default overlap ratio is also
   0.2), predictions shifted back by the slice offset, overlapping predictions of the
   same class merged rather than only suppressed, merged masks the union of the parts;
-* different: SAHI matches predictions by box overlap (IoU, or intersection over the
-  smaller box by default, threshold 0.5) over all predictions of the image, so two
-  neighbouring objects of one slice whose boxes overlap can be merged, and a small cut
-  part can fail to match; here masks are compared, only inside the region both tiles
-  saw, and only across tiles. SAHI's greedy merging joins each kept prediction with its
-  direct matches; here matches are joined transitively (parts of one object on 3-4
-  tiles). SAHI resizes each slice to the detector's input size and by default adds a
-  prediction on the whole (shrunk) image for large objects; here tiles run at scale 1
-  and there is no whole-image pass (objects larger than a tile are joined from their
-  parts, as long as each tile detects its part). SAHI shifts the last slice to end at
-  the border; here tiles are evenly spaced, so all overlaps are alike.
+* different: SAHI matches predictions by box overlap (IoU, or by default intersection
+  over the smaller box, threshold 0.5) over all predictions of the image: with IoU a
+  small part cut by a border does not match its whole, with IoS a small object whose
+  box lies inside a neighbour's box of the same class (in the same slice too) is merged
+  into it. Here masks are compared, only inside the region both tiles saw, and only
+  across tiles. SAHI's greedy merging joins each kept prediction with its direct
+  matches; here matches are joined transitively (parts of one object on 3-4 tiles).
+  SAHI hands each slice to the detector, which resizes it to its own input size, and by
+  default adds a prediction on the whole (shrunk) image for large objects; here tiles
+  run at scale 1 and there is no whole-image pass (objects larger than a tile are
+  joined from their parts, as long as each tile detects its part). SAHI shifts the last
+  slice to end at the border; here tiles are evenly spaced, so all overlaps are alike.
 
 The model's DETECTION_MAX_INSTANCES bounds the detections per tile, not per image.
 Keypoints of a keypoint model are not tiled (the results hold no "keypoints").
+A concave object that a border cuts into two pieces of one tile matches its whole in
+the neighbour only if each piece covers at least match_threshold of the whole's pixels
+in the shared region; otherwise the smaller piece stays a detection of its own.
 Tiles run at native scale whatever IMAGE_RESIZE_MODE says: a model for tiling is best
 trained on crops at the scale of the images (e.g. IMAGE_RESIZE_MODE = "crop").
 """
