@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import utils
+from mrcnn.export.keypoints import detection_masks_or_zeros, keypoint_outputs
 from mrcnn.inference import inference_resize_mode
 from mrcnn.utils import MIN_SCALED_SIDE
 
@@ -341,5 +342,9 @@ def run_serving(keras_model, config, images, float64=True):
                           training=False)
     original_hw = tf.shape(images)[1:3]
     molded_hw = tf.shape(molded)[1:3]
-    return unmold_detections(outputs["detections"], outputs["detection_masks"], original_hw,
-                             molded_hw, window, float64)
+    results = unmold_detections(outputs["detections"], detection_masks_or_zeros(outputs),
+                                original_hw, molded_hw, window, float64)
+    # Keypoint models add "keypoints" float32 [B, D, K, 3] (mrcnn.export.keypoints).
+    results.update(keypoint_outputs(outputs, outputs["detections"], original_hw, molded_hw,
+                                    window, float64))
+    return results
