@@ -22,7 +22,9 @@ are zero):
     class_ids int32 [B, D], scores float32 [B, D],
     masks float32 [B, D, mh, mw] mask probabilities inside each box (box-local frame:
         row 0 is the box's top edge y1, the last row its bottom edge y2),
-    num_detections int32 [B].
+    num_detections int32 [B];
+    keypoints float32 [B, D, K, 3] (x, y, score) for keypoint models (NUM_KEYPOINTS > 0;
+        mrcnn.export.keypoints), pixel-index frame of the input image.
 No output grows with the image: full-image masks are made only for real detections, by
 the caller, with a paste helper: `mrcnn.inference.paste_masks(masks[:n], boxes[:n],
 (H, W))` (numpy, bool [H, W, n], exactly the masks of `detect()`) or `paste_masks` here
