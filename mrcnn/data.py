@@ -216,7 +216,9 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     if with_keypoints:
         keypoints = _molded_keypoints(dataset, config, image_id, original_shape, class_ids,
                                       scale, padding, crop)
-        flip = keypoint_module.config_flip_permutation(config)
+        # Without NUM_KEYPOINTS (keypoints of any K on request) there is no flip map.
+        flip = (keypoint_module.config_flip_permutation(config)
+                if getattr(config, "NUM_KEYPOINTS", 0) else None)
 
     if augment:
         logger.warning("'augment' is deprecated. Use 'augmentation' instead.")

@@ -445,3 +445,15 @@ def test_data_generator_without_keypoints_has_no_keypoint_entry():
     cfg = config(NUM_KEYPOINTS=0, KEYPOINT_NAMES=None, KEYPOINT_FLIP_MAP=())
     (inputs,) = data.DataGenerator(dataset, cfg, shuffle=False, seed=0, workers=1)[0]
     assert "input_gt_keypoints" not in inputs
+
+
+def test_keypoints_on_request_without_num_keypoints_are_flipped_without_a_map():
+    dataset = BoxKeypointDataset([[(10, 4, 30, 20)]], shape=(64, 64))
+    cfg = config(NUM_KEYPOINTS=0, KEYPOINT_NAMES=None, KEYPOINT_FLIP_MAP=())
+    from mrcnn.imgaug_compat import iaa
+    _, _, _, boxes, _, points = data.load_image_gt(
+        dataset, cfg, 0, augmentation=iaa.Fliplr(1.0), with_keypoints=True,
+        rng=np.random.default_rng(0))
+    # Mirrored (box x 44..60) but not swapped: "left" is now the top-right corner.
+    np.testing.assert_array_equal(boxes, [[10, 44, 30, 60]])
+    np.testing.assert_allclose(points[0, :, :2], [[59, 10], [44, 10], [51.5, 19.5]])
