@@ -85,7 +85,9 @@ def _name_outputs_in_order(path):
     if missing:
         raise RuntimeError(f"the converted ONNX graph lacks the outputs {missing}; it has "
                            f"{sorted(outputs)}")
-    ordered = [outputs[name] for name in SERVING_OUTPUTS]
+    # Then any further output (a keypoint model's "keypoints").
+    ordered = [outputs[name] for name in SERVING_OUTPUTS] + [
+        outputs[name] for name in sorted(outputs) if name not in SERVING_OUTPUTS]
     del proto.graph.output[:]
     proto.graph.output.extend(ordered)
     onnx.save(proto, path)
