@@ -3,7 +3,7 @@
 Every format runs the same TensorFlow function (`serving.run_serving`): uint8 images
 [B, H, W, C] in; boxes, class_ids, scores, box-local masks and num_detections out, in the
 images' own pixels (see `mrcnn.export.serving`). Full-image masks are pasted by the
-caller for the real detections only: `mrcnn.inference.paste_masks(masks[:n], boxes[:n],
+caller for the real detections only: `mrcnn.utils.paste_masks(masks[:n], boxes[:n],
 (H, W))` gives exactly `detect()`'s masks.
 
     export_saved_model(model, dir)                 TensorFlow (and TF Serving)

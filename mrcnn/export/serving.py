@@ -26,7 +26,7 @@ are zero):
     keypoints float32 [B, D, K, 3] (x, y, score) for keypoint models (NUM_KEYPOINTS > 0;
         mrcnn.export.keypoints), pixel-index frame of the input image.
 No output grows with the image: full-image masks are made only for real detections, by
-the caller, with a paste helper: `mrcnn.inference.paste_masks(masks[:n], boxes[:n],
+the caller, with a paste helper: `mrcnn.utils.paste_masks(masks[:n], boxes[:n],
 (H, W))` (numpy, bool [H, W, n], exactly the masks of `detect()`) or `paste_masks` here
 (TensorFlow, bool [n, H, W]). The paste resizes each mask to its box (bilinear, OpenCV's
 half-pixel mapping), thresholds it at 0.5 and places it in an all-False image.
