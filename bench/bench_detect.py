@@ -91,8 +91,10 @@ def _alternate_seconds(first, second, runs):
     return statistics.median(times[0]), statistics.median(times[1])
 
 
-def build_model(backbone, size, images_per_gpu=1):
-    """An inference MaskRCNN with random weights, 81 classes, size x size square images."""
+def build_model(backbone, size, images_per_gpu=1, precision=None):
+    """An inference MaskRCNN with random weights, 81 classes, size x size square images.
+
+    precision: config.MIXED_PRECISION (None or "float32": float32)."""
     import mrcnn.model as modellib
     from mrcnn.config import Config
 
@@ -105,6 +107,7 @@ def build_model(backbone, size, images_per_gpu=1):
         IMAGE_MIN_DIM = size
         IMAGE_MAX_DIM = size
         DETECTION_MIN_CONFIDENCE = 0.0
+        MIXED_PRECISION = None if precision == "float32" else precision
 
     model_dir = tempfile.mkdtemp(prefix="mrcnn_bench_")
     return modellib.MaskRCNN("inference", BenchConfig(), model_dir=model_dir)

@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
+from bench_detect import build_model  # noqa: E402
 
 _lines = []
 SIZE = 1024
@@ -47,22 +48,6 @@ def emit(record, out=None):
             handle.write("\n".join(_lines) + "\n")
 
 
-def _inference_config(batch, precision):
-    from mrcnn.config import Config
-
-    class GpuInference(Config):
-        NAME = "gpu"
-        BACKBONE = "resnet50"
-        IMAGES_PER_GPU = batch
-        NUM_CLASSES = 81
-        IMAGE_MIN_DIM = SIZE
-        IMAGE_MAX_DIM = SIZE
-        DETECTION_MIN_CONFIDENCE = 0.0
-        MIXED_PRECISION = None if precision == "float32" else precision
-
-    return GpuInference()
-
-
 def devices():
     import tensorflow as tf
     gpus = tf.config.list_physical_devices("GPU")
@@ -72,10 +57,8 @@ def devices():
 
 def placement():
     import tensorflow as tf
-    import mrcnn.model as modellib
 
-    model = modellib.MaskRCNN("inference", _inference_config(1, "float32"),
-                              tempfile.mkdtemp(prefix="mrcnn_gpu_"))
+    model = build_model("resnet50", SIZE)
     image = np.random.RandomState(0).randint(0, 255, (SIZE, SIZE, 3)).astype(np.uint8)
     device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
     tf.config.set_soft_device_placement(False)
@@ -92,10 +75,7 @@ def placement():
 
 
 def detect_throughput(batch, precision, runs=5):
-    import mrcnn.model as modellib
-
-    model = modellib.MaskRCNN("inference", _inference_config(batch, precision),
-                              tempfile.mkdtemp(prefix="mrcnn_gpu_"))
+    model = build_model("resnet50", SIZE, batch, precision)
     rng = np.random.RandomState(0)
     images = [rng.randint(0, 255, (SIZE, SIZE, 3)).astype(np.uint8) for _ in range(batch)]
     model.detect(images)          # trace and warm up
@@ -114,10 +94,8 @@ def xla_ratio(runs=5):
     import tensorflow as tf
     from bench_detect import _alternate_seconds
     from bench_xla import convolutional_part
-    import mrcnn.model as modellib
 
-    model = modellib.MaskRCNN("inference", _inference_config(1, "float32"),
-                              tempfile.mkdtemp(prefix="mrcnn_gpu_"))
+    model = build_model("resnet50", SIZE)
     part = convolutional_part(model.keras_model)
     image = tf.constant(np.random.RandomState(0).normal(
         size=(1, SIZE, SIZE, 3)).astype(np.float32))

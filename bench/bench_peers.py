@@ -22,10 +22,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_detect import build_model  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 WORKER = r"""
 import sys, time
@@ -76,23 +78,6 @@ class TorchvisionWorker:
         self.process.wait(timeout=60)
 
 
-def our_model(precision):
-    import mrcnn.model as modellib
-    from mrcnn.config import Config
-
-    class PeerConfig(Config):
-        NAME = "peer"
-        BACKBONE = "resnet50"
-        IMAGES_PER_GPU = 1
-        NUM_CLASSES = 81
-        IMAGE_MIN_DIM = 1024
-        IMAGE_MAX_DIM = 1024
-        DETECTION_MIN_CONFIDENCE = 0.0
-        MIXED_PRECISION = None if precision == "float32" else precision
-
-    return modellib.MaskRCNN("inference", PeerConfig(), tempfile.mkdtemp(prefix="mrcnn_"))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -113,7 +98,7 @@ def main():
     try:
         for precision in args.precisions:
             keras.utils.set_random_seed(0)
-            model = our_model(precision)
+            model = build_model("resnet50", 1024, precision=precision)
             model.detect([image])                        # trace and warm up
             ours, theirs = [], []
             for _ in range(args.runs):

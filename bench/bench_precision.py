@@ -23,40 +23,22 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_detect import _alternate_seconds  # noqa: E402
+from bench_detect import _alternate_seconds, build_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
-def _latency_config(policy):
-    from mrcnn.config import Config
-
-    class LatencyConfig(Config):
-        NAME = "bench"
-        BACKBONE = "resnet50"
-        IMAGES_PER_GPU = 1
-        NUM_CLASSES = 81
-        IMAGE_MIN_DIM = 1024
-        IMAGE_MAX_DIM = 1024
-        DETECTION_MIN_CONFIDENCE = 0.0
-        MIXED_PRECISION = policy
-
-    return LatencyConfig()
-
-
 def latency(policies, runs):
     import keras
-    import mrcnn.model as modellib
     from mrcnn.precision_support import cpu_flags, cpu_runs_natively, has_accelerator
 
     keras.utils.set_random_seed(0)
-    model_dir = tempfile.mkdtemp(prefix="mrcnn_bench_")
-    reference = modellib.MaskRCNN("inference", _latency_config(None), model_dir)
-    weights = os.path.join(model_dir, "float32.h5")
+    reference = build_model("resnet50", 1024)
+    weights = os.path.join(reference.model_dir, "float32.h5")
     reference.save_weights(weights)
     image = np.random.RandomState(0).randint(0, 255, (1024, 1024, 3)).astype(np.uint8)
     for policy in policies:
-        candidate = modellib.MaskRCNN("inference", _latency_config(policy), model_dir)
+        candidate = build_model("resnet50", 1024, precision=policy)
         candidate.load_weights(weights, verbose=0)
         f32, sixteen = _alternate_seconds(lambda: reference.detect([image]),
                                           lambda: candidate.detect([image]), runs)

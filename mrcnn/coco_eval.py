@@ -194,16 +194,29 @@ def coco_metrics(coco_gt, results, iou_type="segm", image_ids=None, verbose=Fals
         dict METRIC_NAMES -> float (and the COCOeval when return_eval).
     """
     coco_dt = load_results(coco_gt, results, iou_type)
+    return run_cocoeval(coco_gt, coco_dt, iou_type, METRIC_NAMES, image_ids=image_ids,
+                        verbose=verbose, return_eval=return_eval)
+
+
+def run_cocoeval(coco_gt, coco_dt, iou_type, metric_names, image_ids=None, verbose=False,
+                 return_eval=False, configure=None):
+    """Evaluate, accumulate and summarise one COCOeval; its stats named by metric_names.
+
+    configure: optional function called with the COCOeval before it evaluates (e.g. to
+    set params.kpt_oks_sigmas).
+    """
     evaluator = COCOeval(coco_gt, coco_dt, iou_type)
     if image_ids is not None:
         evaluator.params.imgIds = [int(i) for i in image_ids]
+    if configure is not None:
+        configure(evaluator)
     _quiet(evaluator.evaluate)
     _quiet(evaluator.accumulate)
     if verbose:
         evaluator.summarize()
     else:
         _quiet(evaluator.summarize)
-    metrics = {name: float(value) for name, value in zip(METRIC_NAMES, evaluator.stats)}
+    metrics = {name: float(value) for name, value in zip(metric_names, evaluator.stats)}
     return (metrics, evaluator) if return_eval else metrics
 
 

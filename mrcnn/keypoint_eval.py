@@ -21,11 +21,11 @@ detections per image::
     metrics["AP50"]
 """
 import numpy as np
-from pycocotools.cocoeval import COCOeval
 
 from mrcnn import keypoints as keypoint_module
 from mrcnn import utils
-from mrcnn.coco_eval import _identity, _image_size, _json_id, _quiet, box_to_xywh, make_coco
+from mrcnn.coco_eval import (_identity, _image_size, _json_id, _quiet, box_to_xywh,
+                              make_coco, run_cocoeval)
 from mrcnn.evaluate import detect_dataset
 
 __all__ = ["KEYPOINT_METRIC_NAMES", "keypoints_to_coco", "keypoint_annotations",
@@ -159,18 +159,13 @@ def keypoint_metrics(coco_gt, results, sigmas=None, image_ids=None, verbose=Fals
     """
     sigmas = keypoint_module.keypoint_sigmas(_num_keypoints(coco_gt), sigmas)
     coco_dt = load_keypoint_results(coco_gt, results)
-    evaluator = COCOeval(coco_gt, coco_dt, "keypoints")
-    evaluator.params.kpt_oks_sigmas = sigmas
-    if image_ids is not None:
-        evaluator.params.imgIds = [int(i) for i in image_ids]
-    _quiet(evaluator.evaluate)
-    _quiet(evaluator.accumulate)
-    if verbose:
-        evaluator.summarize()
-    else:
-        _quiet(evaluator.summarize)
-    metrics = {name: float(v) for name, v in zip(KEYPOINT_METRIC_NAMES, evaluator.stats)}
-    return (metrics, evaluator) if return_eval else metrics
+
+    def use_sigmas(evaluator):
+        evaluator.params.kpt_oks_sigmas = sigmas
+
+    return run_cocoeval(coco_gt, coco_dt, "keypoints", KEYPOINT_METRIC_NAMES,
+                        image_ids=image_ids, verbose=verbose, return_eval=return_eval,
+                        configure=use_sigmas)
 
 
 def keypoint_metrics_of_detections(dataset, detections, sigmas=None, verbose=False):

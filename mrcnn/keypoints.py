@@ -15,7 +15,6 @@ A mirror image swaps left and right: horizontal flips (and any augmentation that
 reverses the image's orientation, e.g. a vertical flip or a transpose) swap the
 keypoints named in ``config.KEYPOINT_FLIP_MAP`` (:func:`flip_permutation`).
 """
-import copy
 import inspect
 import threading
 
@@ -256,7 +255,8 @@ class KeypointAugmentation:
             with self._lock:
                 image, masks, points = self._apply(self.augmenter, image, masks, points, None)
         else:
-            image, masks, points = self._apply(self._own(), image, masks, points, int(seed))
+            image, masks, points = self._apply(self.adapter._copy_for_this_thread(), image, masks,
+                                               points, int(seed))
         if (image.shape, masks.shape) != shapes:
             raise ValueError(
                 f"augmentation {self.augmenter!r} changed the image shape {shapes[0]} -> "
@@ -268,15 +268,6 @@ class KeypointAugmentation:
         if _is_mirrored(points[count:]):
             out = permute_keypoints(out, permutation)
         return np.ascontiguousarray(image), masks, out
-
-    def _own(self):
-        """This thread's copy of the augmenter (an albumentations one wrapped in a Compose)."""
-        own = getattr(self._local, "augmenter", None)
-        if own is None:
-            with self._lock:
-                own = copy.deepcopy(self.augmenter)
-            self._local.augmenter = own
-        return own
 
     def _apply(self, augmenter, image, masks, points, seed):
         if isinstance(self.adapter, augment_module.ImgaugAugmentation):
