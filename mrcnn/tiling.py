@@ -22,6 +22,15 @@ borders cut or that two tiles both saw:
    becomes one instance), and each instance gets the union of its parts' masks and
    boxes, the highest score and that part's class. Two detections of the same tile are
    never merged: the model's own NMS separated them.
+4. Keypoints (a model with NUM_KEYPOINTS = K > 0): each tile's keypoints are shifted
+   with its detections (x by the tile's first column, y by its first row) and stay on
+   their rows through the merge. A merged instance takes each keypoint from the part
+   that scored that keypoint highest (ties: the part with the higher detection score),
+   so an object that a seam cuts gets the apex from the tile that saw the apex and a
+   corner from the tile that saw the corner; a part predicts the keypoints it does not
+   see at its tile's border, with low scores. A keypoint-only model
+   (KEYPOINT_WITH_MASKS False) has no masks: its filled boxes stand in for the masks
+   when matching, and its results have no "masks", as detect()'s.
 
 Results stay memory-safe: masks are box-local (`mask_format="box"`: bool [h_i, w_i] in
 the frame of rois[i]) or COCO RLE (`"rle"`), never a full-image stack unless asked for
@@ -46,7 +55,6 @@ Compared with SAHI's sliced inference (`sahi.predict.get_sliced_prediction`):
   slice to end at the border; here tiles are evenly spaced, so all overlaps are alike.
 
 The model's DETECTION_MAX_INSTANCES bounds the detections per tile, not per image.
-Keypoints of a keypoint model are not tiled (the results hold no "keypoints").
 A concave object that a border cuts into two pieces of one tile matches its whole in
 the neighbour only if each piece covers at least match_threshold of the whole's pixels
 in the shared region; otherwise the smaller piece stays a detection of its own.
@@ -57,7 +65,7 @@ import math
 
 import numpy as np
 
-from mrcnn import inference, utils
+from mrcnn import inference, keypoint_inference, utils
 from mrcnn.image_meta import compose_image_meta
 
 TILED_MASK_FORMATS = ("box", "rle", "full")
@@ -147,6 +155,12 @@ def box_local_masks(masks, boxes):
     return local
 
 
+def _uses_masks(config):
+    """False for a keypoint-only model (no mask head), True otherwise."""
+    return bool(getattr(config, "KEYPOINT_WITH_MASKS", True)) or not getattr(
+        config, "NUM_KEYPOINTS", 0)
+
+
 def detect_tiles(model, image, tiles, batch_size):
     """The graph's detections in each tile, in the tile's own pixels.
 
@@ -157,9 +171,12 @@ def detect_tiles(model, image, tiles, batch_size):
         batch_size: tiles per graph call.
     Returns:
         list of T dicts: "rois" int32 [N, 4] pixels of the tile, "class_ids" int32 [N],
-        "scores" float32 [N], "masks" list of N bool [y2 - y1, x2 - x1] (box-local).
+        "scores" float32 [N], "masks" list of N bool [y2 - y1, x2 - x1] (box-local;
+        all True for a keypoint-only model) and, for a keypoint model, "keypoints"
+        float32 [N, K, 3] (x, y, score) pixel indices of the tile, rows as the rois'.
     """
     config = model.config
+    with_masks = _uses_masks(config)
     heights, widths = tiles[:, 2] - tiles[:, 0], tiles[:, 3] - tiles[:, 1]
     molded_shape = (_ceil64(heights.max()), _ceil64(widths.max()))
     results = []
@@ -167,14 +184,21 @@ def detect_tiles(model, image, tiles, batch_size):
         batch = tiles[start:start + batch_size]
         crops = [image[y1:y2, x1:x2] for y1, x1, y2, x2 in batch]
         molded, metas = zip(*(mold_tile(crop, molded_shape, config) for crop in crops))
-        # Keypoint models return detection_keypoints too: tiles carry no keypoints.
-        detections, masks, *_ = model._predict(np.stack(molded), np.stack(metas))
+        # Keypoint models return detection_keypoints [B, D, K, 3] too.
+        detections, masks, *keypoints = model._predict(np.stack(molded), np.stack(metas))
         for row, crop in enumerate(crops):
+            window = (0, 0) + crop.shape[:2]
             rois, class_ids, scores, probabilities = model.unmold_detections(
-                detections[row], masks[row], crop.shape, molded[row].shape,
-                (0, 0) + crop.shape[:2], mask_format="box")
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                            "masks": box_local_masks(probabilities, rois)})
+                detections[row], masks[row], crop.shape, molded[row].shape, window,
+                mask_format="box")
+            result = {"rois": rois, "class_ids": class_ids, "scores": scores,
+                      "masks": box_local_masks(probabilities, rois) if with_masks else
+                      [np.ones((y2 - y1, x2 - x1), bool) for y1, x1, y2, x2 in rois]}
+            if keypoints:
+                result["keypoints"] = keypoint_inference.unmold_keypoints(
+                    detections[row], keypoints[0][row], crop.shape, molded[row].shape,
+                    window)
+            results.append(result)
     return results
 
 
@@ -287,7 +311,67 @@ def _union_of(members, boxes, masks):
     return envelope, union
 
 
-def merge_tile_detections(tiles, tile_results, match_threshold=0.5):
+def gather_tile_detections(tiles, tile_results):
+    """All tiles' detections in the image's pixels, one row per detection.
+
+    Args:
+        tiles: int [T, (y1, x1, y2, x2)] pixels of the image.
+        tile_results: T dicts of detect_tiles (tile pixels, box-local masks).
+    Returns:
+        dict: "rois" int64 [M, 4] and, when the tiles have them, "keypoints" float32
+        [M, K, 3] (x, y, score), both shifted by their tile's corner; "class_ids" int32
+        [M], "scores" float32 [M], "masks" list of M box-local masks, "tile_of" int [M].
+    """
+    tiles = np.asarray(tiles, dtype=np.int64).reshape(-1, 4)
+    boxes, class_ids, scores, masks, tile_of, keypoints = [], [], [], [], [], []
+    for t, result in enumerate(tile_results):
+        y, x = tiles[t, 0], tiles[t, 1]
+        boxes.extend(np.asarray(result["rois"], dtype=np.int64).reshape(-1, 4) + [y, x, y, x])
+        class_ids.extend(result["class_ids"])
+        scores.extend(result["scores"])
+        masks.extend(result["masks"])
+        tile_of.extend([t] * len(result["class_ids"]))
+        if "keypoints" in result:
+            keypoints.append(np.asarray(result["keypoints"], dtype=np.float32)
+                             + np.array([x, y, 0], dtype=np.float32))
+    gathered = {"rois": np.array(boxes, dtype=np.int64).reshape(-1, 4),
+                "class_ids": np.asarray(class_ids, dtype=np.int32),
+                "scores": np.asarray(scores, dtype=np.float32), "masks": masks,
+                "tile_of": np.asarray(tile_of, dtype=np.int64)}
+    if keypoints:
+        gathered["keypoints"] = np.concatenate(keypoints)
+    return gathered
+
+
+def instance_groups(tiles, gathered, match_threshold=0.5):
+    """The rows of gather_tile_detections that are one instance each.
+
+    Returns:
+        list of int lists, each a group's rows by descending detection score (ties:
+        the lower row); groups by descending best score (ties: the lower first row).
+    """
+    scores = gathered["scores"]
+    groups = _Groups(len(scores))
+    for i, j in matching_pairs(np.asarray(tiles, dtype=np.int64).reshape(-1, 4),
+                               gathered["tile_of"], gathered["rois"],
+                               gathered["class_ids"], gathered["masks"], match_threshold):
+        groups.join(i, j)
+    members = [sorted(group, key=lambda i: -scores[i]) for group in groups.groups()]
+    return sorted(members, key=lambda group: -scores[group[0]])
+
+
+def merge_keypoints(keypoints, members):
+    """One merged instance's keypoints: float32 [K, 3].
+
+    Each keypoint k comes from the member whose keypoint k scores highest; `members` are
+    ordered by detection score, so ties go to the better detection.
+    """
+    parts = keypoints[members]                     # [P, K, 3]
+    best = np.argmax(parts[:, :, 2], axis=0)       # [K], the first of equal scores
+    return parts[best, np.arange(parts.shape[1])]
+
+
+def merge_tiles(tiles, tile_results, match_threshold=0.5):
     """Shift each tile's detections into the image and merge the same instances.
 
     Args:
@@ -296,37 +380,39 @@ def merge_tile_detections(tiles, tile_results, match_threshold=0.5):
         match_threshold: least IoU, inside the region two tiles share, of two detections'
             masks for them to be one instance (see the module doc).
     Returns:
-        rois int32 [N, 4] pixels of the image, class_ids int32 [N], scores float32 [N]
-        (in descending order) and masks: list of N bool [y2 - y1, x2 - x1], box-local.
+        dict: "rois" int32 [N, 4] pixels of the image, "class_ids" int32 [N], "scores"
+        float32 [N] (descending), "masks" list of N bool [y2 - y1, x2 - x1] (box-local)
+        and, when the tiles have keypoints, "keypoints" float32 [N, K, 3] (x, y, score)
+        pixel indices of the image (see merge_keypoints), rows as the rois'.
     """
-    tiles = np.asarray(tiles, dtype=np.int64).reshape(-1, 4)
-    boxes, class_ids, scores, masks, tile_of = [], [], [], [], []
-    for t, result in enumerate(tile_results):
-        shift = np.array([tiles[t, 0], tiles[t, 1], tiles[t, 0], tiles[t, 1]])
-        boxes.extend(np.asarray(result["rois"], dtype=np.int64).reshape(-1, 4) + shift)
-        class_ids.extend(result["class_ids"])
-        scores.extend(result["scores"])
-        masks.extend(result["masks"])
-        tile_of.extend([t] * len(result["class_ids"]))
-    boxes = np.array(boxes, dtype=np.int64).reshape(-1, 4)
-    class_ids = np.asarray(class_ids, dtype=np.int32)
-    scores = np.asarray(scores, dtype=np.float32)
-    groups = _Groups(len(boxes))
-    for i, j in matching_pairs(tiles, np.asarray(tile_of), boxes, class_ids, masks,
-                               match_threshold):
-        groups.join(i, j)
-    merged = []
-    for members in groups.groups():
-        best = members[int(np.argmax(scores[members]))]
+    gathered = gather_tile_detections(tiles, tile_results)
+    boxes, scores, masks = gathered["rois"], gathered["scores"], gathered["masks"]
+    rois, merged_masks = [], []
+    groups = instance_groups(tiles, gathered, match_threshold)
+    for members in groups:
         if len(members) == 1:
-            box, mask = tuple(int(v) for v in boxes[best]), masks[best]
+            box, mask = tuple(int(v) for v in boxes[members[0]]), masks[members[0]]
         else:
             box, mask = _union_of(members, boxes, masks)
-        merged.append((float(scores[best]), box, int(class_ids[best]), mask))
-    merged.sort(key=lambda item: -item[0])
-    rois = np.array([m[1] for m in merged], dtype=np.int32).reshape(-1, 4)
-    return (rois, np.array([m[2] for m in merged], dtype=np.int32),
-            np.array([m[0] for m in merged], dtype=np.float32), [m[3] for m in merged])
+        rois.append(box)
+        merged_masks.append(mask)
+    best = np.array([members[0] for members in groups], dtype=np.int64)
+    merged = {"rois": np.array(rois, dtype=np.int32).reshape(-1, 4),
+              "class_ids": gathered["class_ids"][best].astype(np.int32),
+              "scores": scores[best].astype(np.float32), "masks": merged_masks}
+    if "keypoints" in gathered:
+        points = gathered["keypoints"]
+        merged["keypoints"] = np.array(
+            [merge_keypoints(points, members) for members in groups],
+            dtype=np.float32).reshape((-1,) + points.shape[1:])
+    return merged
+
+
+def merge_tile_detections(tiles, tile_results, match_threshold=0.5):
+    """merge_tiles as a tuple: (rois int32 [N, 4] pixels of the image, class_ids int32
+    [N], scores float32 [N] descending, masks: list of N box-local bool masks)."""
+    merged = merge_tiles(tiles, tile_results, match_threshold)
+    return merged["rois"], merged["class_ids"], merged["scores"], merged["masks"]
 
 
 def format_tiled_masks(masks, rois, image_shape, mask_format):
@@ -360,11 +446,13 @@ def detect_tiled(model, images, tile_size=None, overlap=0.2, batch_size=None,
             image's resolution, each in the frame of rois[i]; "rle": list of N COCO RLE
             dicts {"size": [H, W], "counts": str}; "full": bool [H, W, N] (small images
             only).
-        match_threshold: see merge_tile_detections.
+        match_threshold: see merge_tiles.
     Returns:
         one dict per image: "rois" int32 [N, (y1, x1, y2, x2)] pixels of the image,
-        "class_ids" int32 [N], "scores" float32 [N] (descending), "masks" (as above) and
-        "tiles" int32 [T, 4], the tiles the image was cut into.
+        "class_ids" int32 [N], "scores" float32 [N] (descending), "masks" (as above; not
+        for a keypoint-only model), for a keypoint model "keypoints" float32 [N, K, 3]
+        (x, y, score) pixel indices of the image, rows as the rois' ([0, K, 3] without
+        detections), and "tiles" int32 [T, 4], the tiles the image was cut into.
     """
     if model.mode != "inference":
         raise ValueError("detect_tiled() needs a model built with mode='inference'")
@@ -381,9 +469,17 @@ def detect_tiled(model, images, tile_size=None, overlap=0.2, batch_size=None,
         if verbose:
             print(f"image {index}: {image.shape[0]}x{image.shape[1]} in {len(tiles)} tiles "
                   f"of {size[0]}x{size[1]}")
-        rois, class_ids, scores, masks = merge_tile_detections(
-            tiles, detect_tiles(model, image, tiles, batch_size), match_threshold)
-        results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                        "masks": format_tiled_masks(masks, rois, image.shape, mask_format),
-                        "tiles": tiles})
+        merged = merge_tiles(tiles, detect_tiles(model, image, tiles, batch_size),
+                             match_threshold)
+        result = {"rois": merged["rois"], "class_ids": merged["class_ids"],
+                  "scores": merged["scores"]}
+        if _uses_masks(model.config):
+            result["masks"] = format_tiled_masks(merged["masks"], merged["rois"],
+                                                 image.shape, mask_format)
+        num_keypoints = int(getattr(model.config, "NUM_KEYPOINTS", 0) or 0)
+        if num_keypoints:
+            result["keypoints"] = merged.get(
+                "keypoints", np.zeros((0, num_keypoints, 3), np.float32))
+        result["tiles"] = tiles
+        results.append(result)
     return results

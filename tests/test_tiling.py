@@ -4,7 +4,10 @@ The large-image test replaces the per-tile detector (`tiling.detect_tiles`) with
 detector that sees only each tile's pixels: the connected components of each colour
 channel (one class per channel) in the tile, so objects are cut at tile borders as a
 model would see them. What is tested is what tiling.py owns: the grid, shifting back,
-suppressing duplicates and joining the parts of objects that seams cut.
+suppressing duplicates and joining the parts of objects that seams cut. The keypoint
+tests give that detector two keypoints per part, its box's corners, scored low where a
+tile border (not the image's) cuts the part, so the merged instance must take each
+corner from the tile that saw it.
 """
 from types import SimpleNamespace
 
@@ -18,6 +21,7 @@ import mrcnn.model as modellib
 from mrcnn import tiling, utils
 
 from conftest import TinyConfig
+from keypoint_helpers import TinyKeypointConfig
 
 
 # --- the grid ------------------------------------------------------------------------
@@ -106,6 +110,57 @@ def test_merge_joins_four_corner_parts_transitively():
     rois, _, scores, masks = tiling.merge_tile_detections(tiles, results)
     np.testing.assert_array_equal(rois, [[3, 3, 9, 9]])
     assert masks[0].all() and scores[0] == pytest.approx(0.544)
+
+
+def _with_keypoints(detections, *keypoints):
+    """A _detections dict with keypoints [N, K, 3] (x, y, score) in the tile's pixels."""
+    detections["keypoints"] = np.array(keypoints, np.float32).reshape(
+        len(detections["class_ids"]), -1, 3)
+    return detections
+
+
+def test_merge_keeps_keypoints_with_their_rows_and_takes_each_from_its_best_part():
+    # The two tiles and three objects of the by-hand test above, with three keypoints
+    # (x, y, score) per detection in tile pixels. B starts at column 6: its x + 6.
+    tiles = [(0, 0, 10, 10), (0, 6, 10, 16)]
+    a = _with_keypoints(
+        _detections((1, 0.9, (2, 3, 5, 10), np.ones((3, 7))),
+                    (2, 0.6, (7, 7, 9, 9), np.ones((2, 2)))),
+        # The bar: A sees its left end (x 3) well, guesses its right end at its border.
+        [[3, 3, 0.8], [9, 3, 0.2], [7, 2, 0.5]],
+        [[7, 7, 0.3], [8, 8, 0.3], [7, 8, 0.9]])
+    b = _with_keypoints(
+        _detections((1, 0.8, (2, 0, 5, 7), np.ones((3, 7))),
+                    (2, 0.7, (7, 1, 9, 3), np.ones((2, 2))),
+                    (2, 0.5, (7, 6, 9, 8), np.ones((2, 2)))),
+        [[0, 3, 0.1], [6, 3, 0.7], [1, 2, 0.5]],     # image x 6, 12, 7
+        [[1, 7, 0.6], [2, 8, 0.3], [1, 8, 0.4]],     # image x 7, 8, 7
+        [[6, 7, 0.9], [7, 8, 0.8], [6, 8, 0.7]])     # image x 12, 13, 12
+    merged = tiling.merge_tiles(tiles, [a, b])
+    np.testing.assert_array_equal(merged["rois"], [[2, 3, 5, 13], [7, 7, 9, 9], [7, 12, 9, 14]])
+    np.testing.assert_allclose(merged["keypoints"], [
+        # bar: left end from A (0.8 > 0.1), right end from B (0.7 > 0.2), the tie 0.5 on
+        # the top point goes to the higher-scored detection, A's (0.9 > 0.8).
+        [[3, 3, 0.8], [12, 3, 0.7], [7, 2, 0.5]],
+        # the shared square: B's first point (0.6), the tie 0.3 to B (score 0.7 > 0.6),
+        # A's third (0.9).
+        [[7, 7, 0.6], [8, 8, 0.3], [7, 8, 0.9]],
+        # B's own square, shifted.
+        [[12, 7, 0.9], [13, 8, 0.8], [12, 8, 0.7]]])
+    assert merged["keypoints"].dtype == np.float32
+    # Without merging every row keeps its own keypoints, shifted, in score order.
+    unmerged = tiling.merge_tiles(tiles, [a, b], match_threshold=1.01)
+    np.testing.assert_allclose(unmerged["scores"], [0.9, 0.8, 0.7, 0.6, 0.5])
+    np.testing.assert_allclose(unmerged["keypoints"][:, 0], [
+        [3, 3, 0.8], [6, 3, 0.1], [7, 7, 0.6], [7, 7, 0.3], [12, 7, 0.9]])
+
+
+def test_merge_without_detections_gives_empty_keypoints():
+    tiles = [(0, 0, 10, 10), (0, 6, 10, 16)]
+    empty = dict(_detections(), keypoints=np.zeros((0, 3, 3), np.float32))
+    merged = tiling.merge_tiles(tiles, [empty, empty])
+    assert merged["rois"].shape == (0, 4) and merged["keypoints"].shape == (0, 3, 3)
+    assert "keypoints" not in tiling.merge_tiles(tiles, [_detections(), _detections()])
 
 
 # --- a large image through an exact per-tile detector ---------------------------------
@@ -295,6 +350,86 @@ def test_bad_arguments_are_named(stub_model):
         tiling.detect_tiled(stub_model, image, tile_size=0)
 
 
+# --- keypoints through the exact detector -----------------------------------------------
+
+def corner_keypoints(image, tiles):
+    """components() of each tile plus keypoints [N, 2, 3]: the top-left and bottom-right
+    pixels of each part's box, score 0.9, or 0.1 where the part's box touches a side of
+    the tile that is not a side of the image (a border cut the part there)."""
+    height, width = image.shape[:2]
+    results = []
+    for y1, x1, y2, x2 in tiles:
+        result = components(image[y1:y2, x1:x2])
+        points = []
+        for by1, bx1, by2, bx2 in result["rois"]:
+            cut_top, cut_left = by1 == 0 and y1 > 0, bx1 == 0 and x1 > 0
+            cut_bottom = by2 == y2 - y1 and y2 < height
+            cut_right = bx2 == x2 - x1 and x2 < width
+            points.append([[bx1, by1, 0.1 if cut_top or cut_left else 0.9],
+                           [bx2 - 1, by2 - 1, 0.1 if cut_bottom or cut_right else 0.9]])
+        result["keypoints"] = np.array(points, np.float32).reshape(-1, 2, 3)
+        results.append(result)
+    return results
+
+
+class CornerKeypointConfig(TinyConfig):
+    NUM_KEYPOINTS = 2
+    KEYPOINT_NAMES = ["top_left", "bottom_right"]
+
+
+@pytest.fixture
+def keypoint_stub_model(monkeypatch):
+    monkeypatch.setattr(tiling, "detect_tiles",
+                        lambda model, image, tiles, batch_size: corner_keypoints(image, tiles))
+    return SimpleNamespace(mode="inference", config=CornerKeypointConfig())
+
+
+def test_merged_objects_get_their_true_corners_across_the_seams(scene, keypoint_stub_model):
+    image, objects = scene
+    result = tiling.detect_tiled(keypoint_stub_model, image, tile_size=TILE, batch_size=4)[0]
+    assert result["keypoints"].shape == (len(result["rois"]), 2, 3)
+    checked = cut = 0
+    tiles = result["tiles"]
+    for box, class_id, mask in objects:
+        index, iou = _best_match(box, mask, class_id, result)
+        assert iou == 1.0, box
+        # The exact detector's box of the whole object (its mask may not fill `box`).
+        y1, x1, y2, x2 = utils.extract_bboxes(mask[..., None])[0] + [box[0], box[1]] * 2
+        np.testing.assert_array_equal(result["rois"][index], [y1, x1, y2, x2])
+        # Each corner from a tile that saw it inside: the object's own corner pixels.
+        np.testing.assert_allclose(result["keypoints"][index],
+                                   [[x1, y1, 0.9], [x2 - 1, y2 - 1, 0.9]], rtol=1e-6)
+        checked += 1
+        cut += any(tiling._intersection((y1, x1, y2, x2), t) and not (
+            t[0] <= y1 and t[1] <= x1 and y2 <= t[2] and x2 <= t[3]) for t in tiles)
+    assert checked == 60 and cut >= 12                # 19 cut by some tile border
+
+
+def test_without_merging_cut_parts_keep_their_border_corners(scene, keypoint_stub_model):
+    image, _ = scene
+    unmerged = tiling.detect_tiled(keypoint_stub_model, image, tile_size=TILE, batch_size=4,
+                                   match_threshold=1.01)[0]
+    # Each row's keypoints are its own box's corners, shifted into the image.
+    rois, points = unmerged["rois"], unmerged["keypoints"]
+    np.testing.assert_array_equal(points[:, 0, :2], rois[:, [1, 0]])
+    np.testing.assert_array_equal(points[:, 1, :2], rois[:, [3, 2]] - 1)
+    assert (points[:, :, 2] == np.float32(0.1)).any()  # the parts cut by a border
+
+
+def test_an_image_without_detections_has_empty_keypoints(keypoint_stub_model):
+    result = tiling.detect_tiled(keypoint_stub_model, np.zeros((100, 150, 3), np.uint8),
+                                 tile_size=64)[0]
+    assert len(result["tiles"]) == 6 and result["rois"].shape == (0, 4)
+    assert result["keypoints"].shape == (0, 2, 3)
+    assert result["keypoints"].dtype == np.float32
+
+
+def test_a_model_without_keypoints_gives_no_keypoints(scene, stub_model):
+    image, _ = scene
+    assert "keypoints" not in tiling.detect_tiled(stub_model, image[:700, :900],
+                                                  tile_size=TILE)[0]
+
+
 # --- the real graph --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -352,3 +487,64 @@ def test_detect_tiled_formats_agree_through_the_graph(model):
         np.testing.assert_array_equal(mask_utils.decode(rle["masks"][i]).astype(bool),
                                       full["masks"][..., i])
     assert np.all(np.diff(full["scores"]) <= 0)
+
+
+@pytest.fixture(scope="module")
+def keypoint_model(tmp_path_factory):
+    keras.utils.set_random_seed(0)   # the random weights
+    return modellib.MaskRCNN("inference", TinyKeypointConfig(),
+                             str(tmp_path_factory.mktemp("kp")))
+
+
+def test_one_tile_keypoints_equal_detect(keypoint_model):
+    image = np.random.RandomState(1).randint(0, 256, (64, 64, 3), dtype=np.uint8)
+    expected = keypoint_model.detect([image])[0]
+    got = keypoint_model.detect_tiled([image])[0]
+    assert len(expected["rois"]) > 0
+    assert got["keypoints"].shape == (len(got["rois"]), 3, 3)
+    _, _, _, e_order = _sorted(expected["rois"], expected["class_ids"], expected["scores"])
+    _, _, _, g_order = _sorted(got["rois"], got["class_ids"], got["scores"])
+    np.testing.assert_allclose(got["keypoints"][g_order], expected["keypoints"][e_order],
+                               atol=1e-4)
+
+
+def test_each_tile_keypoints_equal_detect_on_its_crop(keypoint_model):
+    image = np.random.RandomState(2).randint(0, 256, (64, 128, 3), dtype=np.uint8)
+    tiles = tiling.tile_boxes(image.shape, (64, 64), 0.5)
+    per_tile = tiling.detect_tiles(keypoint_model, image, tiles, batch_size=2)
+    for (y1, x1, y2, x2), got in zip(tiles, per_tile):
+        expected = keypoint_model.detect([image[y1:y2, x1:x2]])[0]
+        np.testing.assert_array_equal(got["rois"], expected["rois"])
+        np.testing.assert_allclose(got["keypoints"], expected["keypoints"], atol=1e-4)
+    # Shifted by the tile's corner in the image: x by 32 for the middle tile.
+    gathered = tiling.gather_tile_detections(tiles, per_tile)
+    rows = gathered["tile_of"] == 1
+    np.testing.assert_allclose(gathered["keypoints"][rows],
+                               per_tile[1]["keypoints"] + np.float32([32, 0, 0]), atol=1e-6)
+    merged = keypoint_model.detect_tiled(image, tile_size=64, overlap=0.5)[0]
+    assert merged["keypoints"].shape == (len(merged["rois"]), 3, 3)
+    assert np.all(merged["keypoints"][..., 0] <= 127) and np.all(merged["keypoints"][..., 1] <= 63)
+
+
+class KeypointOnlyConfig(TinyKeypointConfig):
+    KEYPOINT_WITH_MASKS = False
+
+
+def test_a_keypoint_only_model_tiles_without_masks(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = modellib.MaskRCNN("inference", KeypointOnlyConfig(), str(tmp_path))
+    image = np.random.RandomState(1).randint(0, 256, (64, 64, 3), dtype=np.uint8)
+    expected = model.detect([image])[0]
+    got = model.detect_tiled([image])[0]
+    assert "masks" not in expected and "masks" not in got
+    assert len(expected["rois"]) > 0
+    _, _, _, e_order = _sorted(expected["rois"], expected["class_ids"], expected["scores"])
+    _, _, _, g_order = _sorted(got["rois"], got["class_ids"], got["scores"])
+    np.testing.assert_allclose(got["keypoints"][g_order], expected["keypoints"][e_order],
+                               atol=1e-4)
+    # Filled boxes stand in for the masks when two tiles' detections are matched.
+    tiles = tiling.tile_boxes((64, 128, 3), (64, 64), 0.5)
+    wide = np.random.RandomState(2).randint(0, 256, (64, 128, 3), dtype=np.uint8)
+    for result in tiling.detect_tiles(model, wide, tiles, batch_size=3):
+        for (y1, x1, y2, x2), mask in zip(result["rois"], result["masks"]):
+            assert mask.shape == (y2 - y1, x2 - x1) and mask.all()
