@@ -121,14 +121,20 @@ def apply_settings(config, settings):
     return config
 
 
+def fixes_attribute(config, settings, name):
+    """True when the config class (not the base Config), the instance or a --set gives
+    attribute ``name``."""
+    if any(parse_setting(text)[0] == name for text in settings):
+        return True
+    if name in vars(config):
+        return True
+    return any(name in vars(cls) for cls in type(config).__mro__
+               if cls is not Config and issubclass(cls, Config))
+
+
 def fixes_num_classes(config, settings):
     """True when the config class (not the base Config) or a --set gives NUM_CLASSES."""
-    if any(parse_setting(text)[0] == "NUM_CLASSES" for text in settings):
-        return True
-    if "NUM_CLASSES" in vars(config):
-        return True
-    return any("NUM_CLASSES" in vars(cls) for cls in type(config).__mro__
-               if cls is not Config and issubclass(cls, Config))
+    return fixes_attribute(config, settings, "NUM_CLASSES")
 
 
 def load_config(args):

@@ -6,6 +6,11 @@
 Checkpoints go to LOGS/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5, with
 classes.json beside them (the class names and COCO category ids, read by ``mrcnn
 detect``). NUM_CLASSES comes from the data set unless the config sets it.
+
+Keypoints: a COCO file whose categories name "keypoints" trains the keypoint head too.
+Unless the config (or --set) gives NUM_KEYPOINTS, it comes from the data set with
+KEYPOINT_NAMES and, for names following the "left_<part>" / "right_<part>" convention,
+KEYPOINT_FLIP_MAP; --set NUM_KEYPOINTS=0 trains without keypoints.
 """
 import os
 import shlex
@@ -61,19 +66,65 @@ def _datasets(args):
         raise CliError(f"the validation classes {list(val.class_names)} differ from "
                               f"the training classes {list(train.class_names)}; pass "
                               f"--class-names to fix them")
+    if _keypoint_names(val) != _keypoint_names(train):
+        raise CliError(f"the validation keypoints {_keypoint_names(val)} differ from the "
+                       f"training keypoints {_keypoint_names(train)}")
     return train, val
 
 
+def _keypoint_names(dataset):
+    """The keypoint names of a data set (None without keypoints: only COCO files have)."""
+    names = getattr(dataset, "keypoint_names", None)
+    return list(names) if names else None
+
+
+def _configure_keypoints(args, config, train):
+    """NUM_KEYPOINTS, KEYPOINT_NAMES (and a left_/right_ KEYPOINT_FLIP_MAP) from the data
+    set unless the config gives NUM_KEYPOINTS; returns the --set options that detect needs
+    for them."""
+    names = _keypoint_names(train)
+    fixed = settings.fixes_attribute(config, args.settings, "NUM_KEYPOINTS")
+    count = config.NUM_KEYPOINTS
+    if names is None:
+        if count:
+            raise CliError(f"NUM_KEYPOINTS is {count} in {args.config} but the data set "
+                           f"has no keypoints (COCO categories with 'keypoints' names)")
+        return []
+    if not fixed:
+        values = train.keypoint_settings()
+        if list(getattr(config, "KEYPOINT_FLIP_MAP", ()) or ()):
+            values.pop("KEYPOINT_FLIP_MAP")      # the config's own pairs stay
+        for name, value in values.items():
+            setattr(config, name, value)
+        flips = values.get("KEYPOINT_FLIP_MAP")
+        print(f"Keypoints: NUM_KEYPOINTS = {len(names)} from the data set ({', '.join(names)})"
+              + (f"; KEYPOINT_FLIP_MAP from the left_/right_ names: {list(flips)}" if flips
+                 else "") + "; --set NUM_KEYPOINTS=0 trains without keypoints")
+        return [f"NUM_KEYPOINTS={len(names)}", f"KEYPOINT_NAMES={tuple(names)!r}"]
+    if count == 0:
+        print(f"Keypoints: the data set has {len(names)} keypoints but NUM_KEYPOINTS = 0 "
+              f"in {args.config}: training without them")
+    elif count != len(names):
+        raise CliError(f"NUM_KEYPOINTS is {count} in {args.config} but the data set has "
+                       f"{len(names)} keypoints: {names}")
+    elif config.KEYPOINT_NAMES is not None and list(config.KEYPOINT_NAMES) != names:
+        raise CliError(f"KEYPOINT_NAMES {list(config.KEYPOINT_NAMES)} in {args.config} "
+                       f"differ from the data set's keypoints {names} (same order needed)")
+    return []
+
+
 def _configure(args, config, fixed, train):
-    """NUM_CLASSES from the data set unless the config fixes it; checked for training."""
+    """NUM_CLASSES (and the keypoints) from the data set unless the config fixes them;
+    checked for training. Returns (config, --set options detect needs)."""
     if not fixed:
         config.NUM_CLASSES = train.num_classes
     elif config.NUM_CLASSES != train.num_classes:
         raise CliError(
             f"NUM_CLASSES is {config.NUM_CLASSES} in {args.config} but the data set has "
             f"{train.num_classes} classes (background included): {list(train.class_names)}")
+    from_data = _configure_keypoints(args, config, train)
     settings.validate_config(config, "training", f"--config {args.config}")
-    return config
+    return config, from_data
 
 
 def run(args):
@@ -83,7 +134,7 @@ def run(args):
     train, val = _datasets(args)
     print(f"Training data: {data.describe(train)}")
     print(f"Validation data: {len(val.image_ids)} images")
-    config = _configure(args, config, fixed, train)
+    config, from_data = _configure(args, config, fixed, train)
     config.display()
     weights_file = weights.weights_path(args.weights, config, args.logs, training=True)
     if weights_file is None and args.layers != "all":
@@ -105,7 +156,8 @@ def run(args):
                 layers=args.layers)
     last = model.find_last()
     print(f"Last checkpoint: {last}")
-    overrides = "".join(f" --set {shlex.quote(text)}" for text in args.settings)
+    overrides = "".join(f" --set {shlex.quote(text)}"
+                        for text in list(args.settings) + from_data)
     print(f"Detect with: mrcnn detect --config {args.config}{overrides} --weights {last} "
           f"--output {os.path.join(os.path.dirname(last), 'detections')} IMAGES...")
     return 0

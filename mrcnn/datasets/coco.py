@@ -25,12 +25,21 @@ The file is COCO's "instances" layout::
   sample (training excludes them from the positives; evaluation ignores detections on them).
 * Images without annotations are kept, with no instances: training uses them as negatives
   only with ``config.TRAIN_ON_EMPTY_IMAGES = True`` (otherwise it skips them, as upstream).
+* Keypoints: when the kept categories name "keypoints" (COCO's person_keypoints layout,
+  see mrcnn.datasets.coco_keypoints), ``load_keypoints(image_id)`` returns float32
+  [N, K, 3] (x, y, v) rows aligned with ``load_mask``'s instances, and ``keypoint_names``,
+  ``keypoint_skeleton`` (0-based pairs) and ``keypoint_flip_map`` describe them;
+  ``keypoint_settings()`` gives the Config attributes (NUM_KEYPOINTS, KEYPOINT_NAMES,
+  KEYPOINT_FLIP_MAP). Without keypoints, ``load_keypoints`` raises NotImplementedError
+  (as any Dataset) and ``num_keypoints`` is 0.
 * image_info: "id" is the COCO image id, "path" image_dir/file_name; also "file_name",
   "height", "width", "instances".
 """
 import os
 
-from mrcnn.datasets import raster
+import numpy as np
+
+from mrcnn.datasets import coco_keypoints, raster
 from mrcnn.datasets.base import AnnotationDataset, image_size, read_json_object
 from mrcnn.datasets.errors import AnnotationError
 
@@ -81,11 +90,24 @@ class CocoDataset(AnnotationDataset):
     With no arguments, the dataset starts empty: call ``load_annotations`` (any number
     of times) and ``prepare()`` as for a hand-written Dataset.
 
+    Keypoint attributes (None / () / () / 0 when the categories name no keypoints):
+        keypoint_names: tuple of the K names of the categories' "keypoints".
+        keypoint_skeleton: tuple of (i, j) 0-based index pairs (the file's 1-based
+            "skeleton", of all kept categories, each pair once).
+        keypoint_flip_map: (left, right) name pairs inferred from the names alone, and
+            only from the "left_<part>" / "right_<part>" convention (COCO's person
+            keypoints follow it); other pairings are not guessed: give
+            config.KEYPOINT_FLIP_MAP yourself.
+        num_keypoints: K.
+
     Raises:
         AnnotationError naming the file and the annotation: polygons with fewer than 3
         points, unknown categories or images, RLE of the wrong size, coordinates far
-        outside the image, missing image files. Shapes slightly outside their image
-        are cut off at the border with one AnnotationWarning per file.
+        outside the image, missing image files, keypoint lists whose length is not 3K
+        (or not a multiple of 3), visibilities other than 0/1/2, categories naming
+        different keypoints. Shapes slightly outside their image are cut off at the
+        border with one AnnotationWarning per file; so are labelled keypoints outside
+        their image (they become unlabelled).
     """
 
     SOURCE = "coco"
@@ -93,6 +115,8 @@ class CocoDataset(AnnotationDataset):
     def __init__(self, annotation_json=None, image_dir=None, class_names=None, image_ids=None,
                  keep_empty_images=True, boxes_as_masks=False, check_files=True):
         super().__init__()
+        self.keypoint_names = None
+        self.keypoint_skeleton = ()
         if annotation_json is not None:
             self.load_annotations(annotation_json, image_dir, class_names, image_ids,
                                   keep_empty_images, boxes_as_masks, check_files)
@@ -110,6 +134,54 @@ class CocoDataset(AnnotationDataset):
         """{COCO category id: internal class id}."""
         return {category: i for i, category in self.class_to_category.items()}
 
+    # ------------------------------------------------------------------ keypoints
+    @property
+    def num_keypoints(self):
+        """K, the number of keypoints per instance (0 without keypoints)."""
+        return len(self.keypoint_names) if self.keypoint_names else 0
+
+    @property
+    def keypoint_flip_map(self):
+        """(left, right) pairs of "left_<part>" / "right_<part>" names (see the class)."""
+        return coco_keypoints.flip_map_from_names(self.keypoint_names)
+
+    def keypoint_settings(self):
+        """{"NUM_KEYPOINTS", "KEYPOINT_NAMES", "KEYPOINT_FLIP_MAP"}: the Config attributes
+        of these keypoints (NUM_KEYPOINTS 0 and nothing else without keypoints)::
+
+            for name, value in dataset.keypoint_settings().items():
+                setattr(config, name, value)
+        """
+        if not self.num_keypoints:
+            return {"NUM_KEYPOINTS": 0}
+        return {"NUM_KEYPOINTS": self.num_keypoints,
+                "KEYPOINT_NAMES": tuple(self.keypoint_names),
+                "KEYPOINT_FLIP_MAP": self.keypoint_flip_map}
+
+    def load_keypoints(self, image_id):
+        """Keypoints of an image's instances, rows aligned with :meth:`load_mask`.
+
+        Returns:
+            float32 [N, K, 3] (x, y, v), pixel indices of the image (COCO's frame, see
+            mrcnn.keypoints). Instances that load_mask leaves out (shapes covering no
+            pixel) are left out here too; crowd regions, instances of categories
+            without keypoints and annotations without a "keypoints" list give
+            unlabelled rows (0, 0, 0).
+        Raises:
+            NotImplementedError when the dataset has no keypoints (as any Dataset).
+        """
+        info = self.image_info[image_id]
+        if info["source"] != self.SOURCE or not self.num_keypoints:
+            return super().load_keypoints(image_id)
+        height, width = int(info["height"]), int(info["width"])
+        k = self.num_keypoints
+        rows = [instance.get("keypoints") if instance.get("keypoints") is not None
+                and not instance.get("crowd") else np.zeros([k, 3], dtype=np.float32)
+                for instance in info["instances"] if _covers_pixels(instance, height, width)]
+        if not rows:
+            return np.zeros([0, k, 3], dtype=np.float32)
+        return np.stack(rows).astype(np.float32)
+
     # ------------------------------------------------------------------ loading
     def load_annotations(self, annotation_json, image_dir=None, class_names=None,
                          image_ids=None, keep_empty_images=True, boxes_as_masks=False,
@@ -118,21 +190,29 @@ class CocoDataset(AnnotationDataset):
         data, label, folder = _read_json(annotation_json)
         image_dir = folder if image_dir is None else os.fspath(image_dir)
         categories = self._load_categories(data, label, class_names)
+        keypoint_counts = self._load_keypoint_categories(data, label, categories)
         images = self._select_images(data, label, image_ids)
         annotations = self._group_annotations(data, label, images, categories)
         report = self._outside_report(label)
+        keypoint_report = coco_keypoints.KeypointReport(label)
         for image_id, image in images.items():
             path = os.path.join(image_dir, str(image.get("file_name", "")))
             height, width = self._image_shape(image, path, label, check_files)
             instances = [self._instance(annotation, index, image, height, width, label,
                                         boxes_as_masks, report)
                          for index, annotation in annotations.get(image_id, [])]
+            for instance, (index, annotation) in zip(instances,
+                                                     annotations.get(image_id, [])):
+                instance["keypoints"] = self._instance_keypoints(
+                    annotation, keypoint_counts, _annotation_label(annotation, index, image),
+                    height, width, label, keypoint_report)
             if not instances and not keep_empty_images:
                 continue
             self.add_image(self.SOURCE, image_id=image_id, path=path,
                            file_name=image.get("file_name"), height=height, width=width,
                            instances=instances, annotation_file=label)
         report.warn()
+        keypoint_report.warn()
 
     def _load_categories(self, data, label, class_names):
         """Register the classes; returns {category id: kept (bool)}."""
@@ -163,6 +243,41 @@ class CocoDataset(AnnotationDataset):
             self._add_category(category, by_id[category], label)
         kept = set(chosen)
         return {category: category in kept for category in by_id}
+
+    def _load_keypoint_categories(self, data, label, categories):
+        """Read the kept categories' "keypoints" and "skeleton" into keypoint_names and
+        keypoint_skeleton; returns {category id: K} of the kept categories naming some."""
+        counts, skeleton = {}, list(self.keypoint_skeleton)
+        for record in _records(data, "categories", label, required=False):
+            if not categories.get(record["id"]):
+                continue
+            found = coco_keypoints.category_keypoints(record, label)
+            if found is None:
+                continue
+            names, pairs = found
+            self.keypoint_names = coco_keypoints.merge_keypoint_names(
+                self.keypoint_names, names, label,
+                f"category {record['id']!r} ({record['name']!r})")
+            skeleton.extend(pair for pair in pairs if pair not in skeleton)
+            counts[record["id"]] = len(names)
+        self.keypoint_skeleton = tuple(skeleton)
+        return counts
+
+    @staticmethod
+    def _instance_keypoints(annotation, keypoint_counts, where, height, width, label,
+                            report):
+        """float32 [K, 3] of an annotation (None without keypoints), checked and with
+        points outside the image unlabelled."""
+        category = annotation.get("category_id")
+        if category not in keypoint_counts:
+            if annotation.get("keypoints"):
+                report.ignore(where)
+            return None
+        points = coco_keypoints.annotation_keypoints(annotation, keypoint_counts[category],
+                                                     label, where)
+        if points is None:
+            return None
+        return report.clip_outside(points, height, width, where)
 
     def _add_category(self, category, name, label):
         for info in self.class_info:
@@ -247,3 +362,13 @@ class CocoDataset(AnnotationDataset):
         self._check_shapes(report, shapes, height, width, where)
         return {"class": annotation["category_id"], "crowd": bool(annotation.get("iscrowd")),
                 "shapes": shapes, "annotation_id": annotation.get("id")}
+
+
+def _covers_pixels(instance, height, width):
+    """Whether load_mask keeps the instance (its shapes cover a pixel); cached in the
+    instance record, so each instance is rasterised for this once."""
+    covers = instance.get("covers_pixels")
+    if covers is None:
+        covers = bool(raster.instance_mask(instance["shapes"], height, width).any())
+        instance["covers_pixels"] = covers
+    return covers
