@@ -731,3 +731,106 @@ def test_each_annotation_format_loads_through_the_data_options(options, tmp_path
             expected = sorted((label, _rectangle_mask(box).tobytes())
                               for label, box in RECTANGLES[name])
             assert got == expected, name
+
+
+# --- keypoints of a COCO file ----------------------------------------------------------------
+
+KEYPOINT_NAMES = ["left_tip", "right_tip", "top"]
+
+
+def _write_keypoint_coco(path, names=KEYPOINT_NAMES):
+    """ann.json-like file: one 8x8 image, one "thing" with 3 keypoints (2 labelled)."""
+    path.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}],
+        "categories": [{"id": 1, "name": "thing", "keypoints": list(names),
+                        "skeleton": [[1, 3], [2, 3]]}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "segmentation": [[1, 1, 6, 1, 6, 6]],
+                         "keypoints": [2, 2, 2, 5, 2, 2, 0, 0, 0], "num_keypoints": 2}]}))
+
+
+def _configured(argv):
+    from mrcnn.cli import build_parser, settings, train
+
+    args = build_parser().parse_args(argv)
+    config, fixed = settings.load_config(args)
+    dataset, _ = train._datasets(args)
+    return train._configure(args, config, fixed, dataset)
+
+
+def test_train_takes_the_keypoints_of_a_coco_file_unless_the_config_sets_them(config_dir,
+                                                                             capsys):
+    _write_keypoint_coco(config_dir / "ann.json")
+    config, from_data = _configured(TRAIN + CFG + VAL)
+    assert config.NUM_KEYPOINTS == 3 and list(config.KEYPOINT_NAMES) == KEYPOINT_NAMES
+    assert [tuple(p) for p in config.KEYPOINT_FLIP_MAP] == [("left_tip", "right_tip")]
+    assert from_data == ["NUM_KEYPOINTS=3", "KEYPOINT_NAMES=('left_tip', 'right_tip', 'top')"]
+    out = capsys.readouterr().out
+    assert "NUM_KEYPOINTS = 3 from the data set (left_tip, right_tip, top)" in out, out
+    assert "--set NUM_KEYPOINTS=0" in out
+    # The config's own flip map stays; NUM_KEYPOINTS=0 trains without keypoints.
+    config, _ = _configured(TRAIN + CFG + VAL + ["--set", "KEYPOINT_FLIP_MAP=()",
+                                                 "--set", "KEYPOINT_NAMES=None"])
+    assert config.NUM_KEYPOINTS == 3
+    config, from_data = _configured(TRAIN + CFG + VAL + ["--set", "NUM_KEYPOINTS=0"])
+    assert config.NUM_KEYPOINTS == 0 and from_data == []
+    assert "training without them" in capsys.readouterr().out
+    config, from_data = _configured(TRAIN + CFG + VAL + ["--set", "NUM_KEYPOINTS=3"])
+    assert config.NUM_KEYPOINTS == 3 and config.KEYPOINT_NAMES is None and from_data == []
+
+
+def test_train_names_keypoints_that_do_not_fit_the_config(config_dir, capsys):
+    _write_keypoint_coco(config_dir / "ann.json")
+    _fails(TRAIN + CFG + VAL + ["--set", "NUM_KEYPOINTS=2"], capsys, "NUM_KEYPOINTS is 2",
+           "3 keypoints", "left_tip")
+    _fails(TRAIN + CFG + VAL + ["--set", "NUM_KEYPOINTS=3", "--set",
+                                "KEYPOINT_NAMES=('top', 'left_tip', 'right_tip')"], capsys,
+           "KEYPOINT_NAMES", "same order")
+    _write_keypoint_coco(config_dir / "val.json", names=["a", "b", "c"])
+    _fails(TRAIN + CFG + ["--val-coco", "val.json", "--val-images", "images"], capsys,
+           "validation keypoints ['a', 'b', 'c']", "left_tip")
+    _write_coco(config_dir / "ann.json", [[1, 1, 6, 1, 6, 6]])      # no keypoints
+    _fails(TRAIN + CFG + VAL + ["--set", "NUM_KEYPOINTS=3"], capsys, "NUM_KEYPOINTS is 3",
+           "no keypoints")
+
+
+@pytest.mark.slow
+def test_train_on_a_keypoint_coco_file_trains_the_keypoint_head(tmp_path):
+    """One epoch of 2 steps on KeypointShapes images written as COCO keypoints: NUM_KEYPOINTS
+    comes from the file, the keypoint loss is logged and the checkpoint's config has it."""
+    import h5py
+    from PIL import Image
+
+    from mrcnn.datasets import dataset_to_coco
+    from mrcnn.keypoint_shapes import KeypointShapesDataset
+
+    (tmp_path / "images").mkdir()
+    shapes = KeypointShapesDataset()
+    shapes.load_triangles(4, 64, 64, seed=0)
+    shapes.prepare()
+    for image_id in shapes.image_ids:
+        path = tmp_path / "images" / f"t_{image_id}.png"
+        Image.fromarray(shapes.load_image(image_id)).save(path)
+        shapes.image_info[image_id]["path"] = str(path)
+    coco = dataset_to_coco(shapes, image_dir=str(tmp_path / "images"),
+                           keypoint_names=["top", "left_base", "right_base"])
+    (tmp_path / "kp.json").write_text(json.dumps(coco))
+    (tmp_path / "tinycfg.py").write_text(CONFIG_MODULE)
+    result = _ok(run_cli(tmp_path, "train", "--coco", "kp.json", "--images", "images",
+                         "--val-fraction", "0.25", "--config", "tinycfg:TinyConfig",
+                         "--set", "KEYPOINT_HEAD_CONV_SIZE=16", "--set",
+                         "KEYPOINT_HEAD_CONV_COUNT=2", "--weights", "none", "--layers",
+                         "all", "--epochs", 1, "--logs", "logs"))
+    assert "NUM_KEYPOINTS = 3 from the data set (top, left_base, right_base); " \
+           "KEYPOINT_FLIP_MAP from the left_/right_ names: [('left_base', 'right_base')]" \
+           in result.stdout, result.stdout[-3000:]
+    losses = [float(v) for v in re.findall(r"(?<!val_)mrcnn_keypoint_loss: ([-+.e\w]+)",
+                                            result.stdout)]
+    assert losses and all(np.isfinite(v) and v > 0 for v in losses), result.stdout[-3000:]
+    assert "--set NUM_KEYPOINTS=3" in result.stdout
+    checkpoints = glob.glob(str(tmp_path / "logs" / "tiny*" / "mask_rcnn_tiny_0001.h5"))
+    assert len(checkpoints) == 1, result.stdout[-2000:]
+    with h5py.File(checkpoints[0], "r") as f:
+        stored = json.loads(f.attrs["config"])
+    assert stored["NUM_KEYPOINTS"] == 3
+    assert stored["KEYPOINT_NAMES"] == ["top", "left_base", "right_base"]
