@@ -91,7 +91,7 @@ def annotation_keypoints(annotation, num_keypoints, label, where):
         raise AnnotationError(f"'keypoints' must be a flat list [x1, y1, v1, x2, ...], got "
                               f"{flat!r:.80}", label, where)
     try:
-        values = np.asarray(flat, dtype=np.float64)
+        values = np.array(flat, dtype=np.float64)
     except (TypeError, ValueError):
         raise AnnotationError(f"'keypoints' holds values that are not numbers: "
                               f"{flat!r:.80}", label, where) from None
@@ -107,12 +107,13 @@ def annotation_keypoints(annotation, num_keypoints, label, where):
                               f"{num_keypoints}", label, where)
     points = values.reshape(num_keypoints, 3)
     visibility = points[:, 2]
-    if not np.all(np.isin(visibility, (0, 1, 2))):
-        bad = sorted(set(visibility[~np.isin(visibility, (0, 1, 2))].tolist()))[:6]
+    valid = (visibility == 0) | (visibility == 1) | (visibility == 2)
+    if not valid.all():
+        bad = sorted(set(visibility[~valid].tolist()))[:6]
         raise AnnotationError(f"keypoint visibilities {bad} are not 0 (not labelled), 1 "
                               f"(occluded) or 2 (visible)", label, where)
     labelled = visibility > 0
-    if not np.all(np.isfinite(points[labelled, :2])):
+    if not np.isfinite(points).all() and not np.isfinite(points[labelled, :2]).all():
         raise AnnotationError("labelled keypoints hold NaN or infinite coordinates",
                               label, where)
     points[~labelled] = 0
