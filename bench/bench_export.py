@@ -11,15 +11,25 @@ difference of the matched detections.
 Seeded random weights by default (the graph's cost does not depend on them; with
 DETECTION_MIN_CONFIDENCE 0 every path returns the full DETECTION_MAX_INSTANCES), ResNet-50,
 81 classes, a 1024x1024 shapes image. --weights W.h5 --config module:Class measures a
-trained model instead (agreement figures then mean what they say on real detections).
+trained model instead (agreement figures then mean what they say on real detections), on
+an image of the config's IMAGE_MAX_DIM.
+
+--eval-images N (with a trained shapes model, e.g. --config mrcnn.shapes:ShapesConfig)
+also runs every path over N held-out shapes images (seed 10000, as the end-to-end test)
+and adds to its line: "mAP@0.5" and "mAP@[0.5:0.95]" (mask IoU, mrcnn.evaluate) and, by
+mrcnn.agreement (same class, box IoU >= 0.9), the agreement with a reference ("vs":
+detect() for the float paths, the float32 TFLite model for the quantized ones):
+"matched_fraction", "mask_iou_mean" / "mask_iou_min" of the matched pairs, and
+"delta_mAP@0.5" (path minus reference).
 
 All runtimes share the machine's cores (onnxruntime and LiteRT use their default thread
 counts; TensorFlow its own). detect() includes its numpy mask pasting; the exported paths
-return box masks (pasting them is the caller's, ~ms for 100 masks).
+return box masks (pasting them is the caller's, ~ms for 100 masks; it is not in their
+latency).
 
     python bench/bench_export.py [--backbone resnet50] [--size 1024] [--runs 3]
         [--paths detect saved_model onnx tflite tflite_float16 tflite_dynamic_range]
-        [--weights W.h5 --config module:Class]
+        [--weights W.h5 --config module:Class [--eval-images 50]]
 """
 import argparse
 import json
@@ -52,7 +62,7 @@ def build_model(backbone, size, weights=None, config_spec=None):
     if config_spec:
         from mrcnn.convert import load_config
         config = load_config(config_spec)
-        config.IMAGES_PER_GPU = config.BATCH_SIZE = 1
+        config.IMAGES_PER_GPU = config.GPU_COUNT = 1   # BATCH_SIZE follows
     else:
         class BenchConfig(Config):
             NAME = "bench_export"
@@ -109,11 +119,73 @@ def match(reference, other):
 
 
 def as_detections(outputs):
-    """Serving outputs (batch of one) -> {"rois", "class_ids", "scores"} of real rows."""
+    """Serving outputs (batch of one) -> {"rois", "class_ids", "scores", "box_masks"} of
+    the real rows (box masks float [N, mh, mw])."""
     count = int(np.asarray(outputs["num_detections"])[0])
     return {"rois": np.asarray(outputs["boxes"])[0, :count],
             "class_ids": np.asarray(outputs["class_ids"])[0, :count],
-            "scores": np.asarray(outputs["scores"])[0, :count]}
+            "scores": np.asarray(outputs["scores"])[0, :count],
+            "box_masks": np.asarray(outputs["masks"])[0, :count]}
+
+
+def with_full_masks(detections, image_shape):
+    """A detect()-like result: box masks pasted to bool [H, W, N] ("masks")."""
+    from mrcnn import utils
+
+    if "masks" in detections:
+        return detections
+    return dict(detections, masks=utils.paste_masks(detections["box_masks"],
+                                                    detections["rois"], image_shape))
+
+
+class RecordingDetector:
+    """`run` (one image -> detections) behind detect()'s interface for evaluate_map,
+    keeping every image's result (full masks) for the agreement figures."""
+
+    def __init__(self, run, config):
+        self.run, self.config, self.results = run, config, []
+
+    def detect(self, images, verbose=0):
+        results = [with_full_masks(self.run(image), image.shape) for image in images]
+        self.results += results
+        return results
+
+
+def evaluate_paths(made, paths, config, count):
+    """{path: figures} over `count` held-out shapes images: mAP and agreement."""
+    from mrcnn.agreement import detection_agreement
+    from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map
+    from mrcnn.shapes import ShapesDataset
+
+    height, width = int(config.IMAGE_SHAPE[0]), int(config.IMAGE_SHAPE[1])
+    dataset = ShapesDataset()
+    dataset.load_shapes(count, height, width, seed=10_000)
+    dataset.prepare()
+    recorded, figures = {}, {}
+    for path in paths:
+        recorded[path] = RecordingDetector(made[path][2], config)
+        result = evaluate_map(recorded[path], dataset, iou_thresholds=COCO_IOU_THRESHOLDS,
+                              batch_size=1)
+        figures[path] = {"eval_images": count, "mAP@0.5": round(result["mAP"][0.5], 4),
+                         "mAP@[0.5:0.95]": round(result["mAP_range"], 4)}
+    for path in paths:
+        reference = "tflite" if path.startswith("tflite_") and "tflite" in paths else "detect"
+        if path == reference:
+            continue
+        agreement = detection_agreement(recorded[reference].results, recorded[path].results)
+        figures[path].update(
+            {"vs": reference, "reference_count": agreement["reference_count"],
+             "candidate_count": agreement["candidate_count"],
+             "matched_fraction": round(agreement["matched_fraction"], 4),
+             "mask_iou_mean": _rounded(agreement["mask_iou_mean"]),
+             "mask_iou_min": _rounded(agreement["mask_iou_min"]),
+             "delta_mAP@0.5": round(figures[path]["mAP@0.5"]
+                                    - figures[reference]["mAP@0.5"], 4)})
+    return figures
+
+
+def _rounded(value):
+    return None if value is None else round(value, 4)
 
 
 def agreement(reference, other):
@@ -153,7 +225,6 @@ def runners(model, paths, folder):
                 dict(zip(names, session.run(names, {"images": image[None]})))))
             size = os.path.getsize(target) / 2**20
         else:
-            from ai_edge_litert.interpreter import Interpreter
             quantization = {"tflite": None, "tflite_float16": "float16",
                             "tflite_dynamic_range": "dynamic_range"}[path]
             saved = os.path.join(folder, "tflite_saved_model")
@@ -161,7 +232,7 @@ def runners(model, paths, folder):
                 tflite.save_builtin_saved_model(model, saved)
             target = os.path.join(folder, f"{path}.tflite")
             tflite.convert_saved_model(saved, target, quantization)
-            runner = Interpreter(model_path=target).get_signature_runner()
+            runner = tflite.TFLiteDetector(target).runner
             run = lambda image, runner=runner: as_detections(runner(images=image[None]))
             size = os.path.getsize(target) / 2**20
         made[path] = (time.perf_counter() - start, size, run)
@@ -181,18 +252,25 @@ def main():
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--config", default=None, help="module:Class (with --weights)")
+    parser.add_argument("--eval-images", type=int, default=0,
+                        help="also measure mAP and agreement on this many shapes images")
     args = parser.parse_args()
+    if args.eval_images and not args.weights:
+        parser.error("--eval-images needs --weights (and --config) of a trained model")
 
     from mrcnn.shapes import ShapesDataset
 
     model = build_model(args.backbone, args.size, args.weights, args.config)
+    size = int(model.config.IMAGE_MAX_DIM) if args.config else args.size
     dataset = ShapesDataset()
-    dataset.load_shapes(1, args.size, args.size, seed=0)
+    dataset.load_shapes(1, size, size, seed=0)
     dataset.prepare()
     image = dataset.load_image(0)
     paths = list(dict.fromkeys(["detect"] + args.paths))
     with tempfile.TemporaryDirectory(prefix="mrcnn_bench_export_") as folder:
         made = runners(model, paths, folder)
+        evaluated = (evaluate_paths(made, paths, model.config, args.eval_images)
+                     if args.eval_images else {})
         results = {}
         for path in paths:
             export_s, size, run = made[path]
@@ -210,6 +288,7 @@ def main():
                 share, score = agreement(results["tflite"], detections)
                 line["matched_vs_float32"] = share
                 line["median_score_diff_vs_float32"] = score
+            line.update(evaluated.get(path, {}))
             detections["latency"] = seconds
             print(json.dumps(line), flush=True)
 

@@ -4,9 +4,14 @@ The shorter test trains the shapes configuration for 500 steps (a few minutes on
 cores) and requires mAP@0.5 >= 0.5 on 50 held-out images; the seeded run reaches about 0.92,
 so the bound has a wide margin. The same checkpoint then runs in bfloat16 (a float32
 checkpoint in a "mixed_bfloat16" inference model) and its detections are compared with
-float32's. The longer test runs the demo's recipe and aims at 0.9. Both are marked slow.
+float32's; and, with ai-edge-litert installed, it is exported to TFLite (float32, float16
+and dynamic-range int8 weights) and each quantized file's detections and mAP are compared
+with the float32 file's. The longer test runs the demo's recipe and aims at 0.9. Both are
+marked slow.
 """
+import importlib.util
 import json
+import os
 import time
 
 import numpy as np
@@ -63,6 +68,28 @@ def _train_and_evaluate(tmp_path, epochs, eval_images):
     return first_losses[0], last_losses[-1], result
 
 
+THRESHOLDS = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
+
+
+class _Recorded:
+    """A detector for evaluate_map that keeps its results, so agreement needs no rerun."""
+
+    def __init__(self, model):
+        self.model, self.config, self.results = model, model.config, []
+
+    def detect(self, images, verbose=0):
+        results = self.model.detect(images)
+        self.results += results
+        return results
+
+
+def _maps(model, val):
+    """(mAP@0.5, mAP@[0.5:0.95], detect() results) of `model` on the held-out images."""
+    recorded = _Recorded(model)
+    maps = evaluate_map(recorded, val, iou_thresholds=THRESHOLDS)["mAP"]
+    return maps[0.5], float(np.mean(list(maps.values()))), recorded.results
+
+
 def _bfloat16_agreement(tmp_path, result):
     """Detections of the float32 checkpoint in a bfloat16 model against float32's."""
     class Bfloat16Config(result["inference_config"]):
@@ -73,12 +100,34 @@ def _bfloat16_agreement(tmp_path, result):
     val = result["val"]
     images = [val.load_image(i) for i in val.image_ids]
     agreement = detection_agreement(result["inference"].detect(images), bf16.detect(images))
-    thresholds = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
     for name, model in (("float32", result["inference"]), ("bfloat16", bf16)):
-        maps = evaluate_map(model, val, iou_thresholds=thresholds)["mAP"]
-        agreement[f"{name}_mAP@0.5"] = maps[0.5]
-        agreement[f"{name}_mAP@[0.5:0.95]"] = float(np.mean(list(maps.values())))
+        agreement[f"{name}_mAP@0.5"], agreement[f"{name}_mAP@[0.5:0.95]"], _ = _maps(model, val)
     return agreement
+
+
+def _tflite_agreement(tmp_path, result):
+    """The checkpoint as float32, float16 and dynamic-range TFLite files on the held-out
+    images: {variant: figures}; float32 against detect(), the others against float32."""
+    from mrcnn.export import tflite
+
+    start = time.time()
+    saved = tflite.save_builtin_saved_model(result["inference"], tmp_path / "tflite_saved")
+    figures, outputs = {}, {}
+    _, _, outputs["detect"] = _maps(result["inference"], result["val"])
+    for name, quantization, reference in (("float32", None, "detect"),
+                                          ("float16", "float16", "float32"),
+                                          ("dynamic_range", "dynamic_range", "float32")):
+        path = tflite.convert_saved_model(saved, tmp_path / f"{name}.tflite", quantization)
+        detector = tflite.TFLiteDetector(path, result["inference"].config)
+        map50, map_range, outputs[name] = _maps(detector, result["val"])
+        agreement = detection_agreement(outputs[reference], outputs[name])
+        figures[name] = {
+            "vs": reference, "size_mb": round(os.path.getsize(path) / 2**20, 2),
+            "mAP@0.5": map50, "mAP@[0.5:0.95]": map_range,
+            **{key: agreement[key] for key in ("reference_count", "matched_fraction",
+                                               "mask_iou_mean", "mask_iou_min")}}
+    figures["seconds"] = round(time.time() - start, 1)
+    return figures
 
 
 @pytest.mark.slow
@@ -102,6 +151,20 @@ def test_trains_on_shapes_and_reaches_map(tmp_path, capsys):
     assert bf16["mask_iou_mean"] >= 0.9
     assert abs(bf16["bfloat16_mAP@0.5"] - bf16["float32_mAP@0.5"]) <= 0.05
     assert abs(bf16["bfloat16_mAP@[0.5:0.95]"] - bf16["float32_mAP@[0.5:0.95]"]) <= 0.05
+
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        pytest.skip("TFLite agreement needs ai-edge-litert (extra [tflite])")
+    lite = _tflite_agreement(tmp_path, result)
+    _report(capsys, {"tflite": lite})
+    # Measured: (filled in below)
+    float32 = lite["float32"]
+    assert float32["reference_count"] > 0
+    assert float32["matched_fraction"] == 1.0 and float32["mask_iou_min"] >= 0.9
+    for variant in ("float16", "dynamic_range"):
+        assert lite[variant]["matched_fraction"] >= 0.95, variant
+        assert lite[variant]["mask_iou_mean"] >= 0.95, variant
+        assert abs(lite[variant]["mAP@0.5"] - float32["mAP@0.5"]) <= 0.02, variant
+        assert abs(lite[variant]["mAP@[0.5:0.95]"] - float32["mAP@[0.5:0.95]"]) <= 0.02, variant
 
 
 @pytest.mark.slow

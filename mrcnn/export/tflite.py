@@ -28,8 +28,10 @@ TensorFlow's own converter.
 import os
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
+from mrcnn import utils
 from mrcnn.export.builtin_ops import builtin_layers
 from mrcnn.export.serving import MaskRCNNServing, check_inference_model
 from mrcnn.inference import inference_resize_mode
@@ -95,3 +97,35 @@ def export_tflite(model, path, quantization=None, image_shape=None):
         saved = save_builtin_saved_model(model, os.path.join(folder, "saved_model"),
                                          image_shape)
         return convert_saved_model(saved, path, quantization)
+
+
+class TFLiteDetector:
+    """A .tflite file behind `MaskRCNN.detect`'s interface, for `mrcnn.evaluate` and
+    `mrcnn.agreement`: one interpreter call per image, masks pasted to the image.
+
+    Args:
+        path: a file of `export_tflite`.
+        config: the exported model's Config (evaluate_map reads its BATCH_SIZE).
+        num_threads: the interpreter's threads (None: LiteRT's default).
+    """
+
+    def __init__(self, path, config=None, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.config = config
+        self.runner = Interpreter(model_path=str(path),
+                                  num_threads=num_threads).get_signature_runner()
+
+    def detect_one(self, image):
+        """uint8 [H, W, C] -> {"rois" int32 [N, 4] (y1, x1, y2, x2) image pixels,
+        "class_ids" int32 [N], "scores" float32 [N], "masks" bool [H, W, N]}."""
+        outputs = self.runner(images=np.asarray(image, dtype=np.uint8)[None])
+        count = int(outputs["num_detections"][0])
+        rois = outputs["boxes"][0, :count]
+        return {"rois": rois, "class_ids": outputs["class_ids"][0, :count],
+                "scores": outputs["scores"][0, :count],
+                "masks": utils.paste_masks(outputs["masks"][0, :count], rois, image.shape)}
+
+    def detect(self, images, verbose=0):
+        """A list of images (any count, each its own size) -> a list of detect() dicts."""
+        return [self.detect_one(image) for image in images]
