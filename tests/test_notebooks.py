@@ -18,10 +18,10 @@ import pytest
 ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(ROOT_DIR, "notebooks")
 NOTEBOOKS = ["train_shapes.ipynb", "inspect_data.ipynb", "inspect_model.ipynb",
-             "inspect_weights.ipynb", "demo.ipynb"]
+             "inspect_weights.ipynb", "demo.ipynb", "train_keypoints.ipynb"]
 # Notebooks that must show at least this many images (figures) when run.
 MIN_IMAGES = {"train_shapes.ipynb": 4, "inspect_data.ipynb": 8, "inspect_model.ipynb": 8,
-              "inspect_weights.ipynb": 1, "demo.ipynb": 5}
+              "inspect_weights.ipynb": 1, "demo.ipynb": 5, "train_keypoints.ipynb": 3}
 CELL_TIMEOUT_S = 600
 # Parts of TensorFlow's start-up lines, which the notebooks' first cell keeps out of the
 # outputs (mrcnn.console).
@@ -42,6 +42,12 @@ EXPECTED_TEXT = {
     ],
     "inspect_weights.ipynb": ["showing the initial weights"],
     "demo.ipynb": ["second call: 5 images"],
+    "train_keypoints.ipynb": [
+        "NUM_KEYPOINTS: 3  KEYPOINT_NAMES: ('apex', 'left_corner', 'right_corner')",
+        # Quick mode: 1 epoch of 4 steps of 2 images.
+        "steps: 4  images per step: 2",
+        "keypoint AP@OKS0.5 = ",
+    ],
 }
 
 
@@ -154,8 +160,10 @@ def _execute(name, cwd):
 
 
 # The notebooks that train (quick mode: 10-20 steps) take 30-36 s each on 2 cores; the
-# others 8 s.
-TRAINING_NOTEBOOKS = ("train_shapes.ipynb", "inspect_model.ipynb", "demo.ipynb")
+# others 8 s. train_keypoints (4 steps of 2 images) takes about 0.7 times train_shapes'
+# time: 122 s against 171 s, one after the other on a busy machine (38 against 58 CPU s).
+TRAINING_NOTEBOOKS = ("train_shapes.ipynb", "inspect_model.ipynb", "demo.ipynb",
+                      "train_keypoints.ipynb")
 
 
 @pytest.mark.parametrize("name", [
@@ -179,6 +187,11 @@ def test_notebook_runs_in_quick_mode(name, tmp_path, quick_notebook_env):
     _check_values(name, text)
     if name == "train_shapes.ipynb":
         _check_printed_map(text, tmp_path / "logs")
+    if name == "train_keypoints.ipynb":
+        _check_printed_keypoint_ap(text, tmp_path / "logs")
+        checkpoints = [f for _, _, files in os.walk(tmp_path / "logs") for f in files
+                       if f.startswith("mask_rcnn_kpshapes_") and f.endswith(".h5")]
+        assert checkpoints
     if name in ("train_shapes.ipynb", "inspect_model.ipynb", "demo.ipynb"):
         # These trained in quick mode: a checkpoint was written under the working directory.
         checkpoints = [f for _, _, files in os.walk(tmp_path / "logs") for f in files
@@ -215,6 +228,44 @@ def _check_printed_map(text, model_dir):
     result = evaluate_map(model, held_out, iou_thresholds=COCO_IOU_THRESHOLDS)
     assert printed_50 == round(result["mAP"][0.5], 3)
     assert printed_range == round(result["mAP_range"], 3)
+
+
+def _check_printed_keypoint_ap(text, model_dir):
+    """The OKS keypoint AP the notebook prints is that of the checkpoint it wrote.
+
+    Quick mode trains 4 steps, so the values are about 0 (what learning reaches is
+    test_e2e_keypoints' business); recomputed here from the checkpoint on the same 8
+    held-out images with 3 decimals, a notebook printing another metric, other sigmas
+    or other images fails whenever they differ. The first image's ground-truth
+    keypoints are printed as KeypointShapesDataset draws them."""
+    import mrcnn.model as modellib
+    from mrcnn.keypoint_eval import evaluate_keypoint_metrics
+    from mrcnn.keypoint_shapes import SIGMAS, KeypointShapesConfig, KeypointShapesDataset
+
+    match = re.search(r"keypoint AP@OKS0\.5 = ([0-9.]+)   AP@OKS\[0\.5:0\.95\] = ([0-9.]+)   "
+                      r"\((\d+) images\)", text)
+    assert match, "no keypoint AP line"
+    printed_50, printed_ap, images = float(match.group(1)), float(match.group(2)), int(match.group(3))
+    assert images == 8
+
+    class InferenceConfig(KeypointShapesConfig):      # as the notebook's
+        IMAGES_PER_GPU = 4
+        DETECTION_MIN_CONFIDENCE = 0.5
+
+    model = modellib.MaskRCNN(mode="inference", config=InferenceConfig(), model_dir=str(model_dir))
+    model.load_weights(model.find_last(), by_name=True, verbose=0)
+    held_out = KeypointShapesDataset()
+    held_out.load_triangles(images, 64, 64, seed=10_000)
+    held_out.prepare()
+    metrics = evaluate_keypoint_metrics(model, held_out, sigmas=SIGMAS)
+    assert printed_50 == round(metrics["AP50"], 3)
+    assert printed_ap == round(metrics["AP"], 3)
+
+    train = KeypointShapesDataset()
+    train.load_triangles(1, 64, 64, seed=0)
+    first = train.load_keypoints(0)[0]
+    for name, (x, y, v) in zip(("apex", "left_corner", "right_corner"), first):
+        assert f"{name:>12}: x={x:4.0f} y={y:4.0f} v={v:.0f}" in text
 
 
 def _check_values(name, text):
