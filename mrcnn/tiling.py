@@ -25,12 +25,12 @@ borders cut or that two tiles both saw:
 4. Keypoints (a model with NUM_KEYPOINTS = K > 0): each tile's keypoints are shifted
    with its detections (x by the tile's first column, y by its first row) and stay on
    their rows through the merge. A merged instance takes each keypoint from the part
-   that scored that keypoint highest (ties: the part with the higher detection score),
-   so an object that a seam cuts gets the apex from the tile that saw the apex and a
-   corner from the tile that saw the corner; a part predicts the keypoints it does not
-   see at its tile's border, with low scores. A keypoint-only model
-   (KEYPOINT_WITH_MASKS False) has no masks: its filled boxes stand in for the masks
-   when matching, and its results have no "masks", as detect()'s.
+   that scored that keypoint highest (ties: the part with the higher detection score).
+   A part's guess of a keypoint outside its tile is clipped to the tile, and a model
+   tends to score low what it did not see, so an object that a seam cuts gets each
+   keypoint from the tile that saw it. A keypoint-only model (KEYPOINT_WITH_MASKS
+   False) has no masks: its filled boxes stand in for the masks when matching, and its
+   results have no "masks", as detect()'s.
 
 Results stay memory-safe: masks are box-local (`mask_format="box"`: bool [h_i, w_i] in
 the frame of rois[i]) or COCO RLE (`"rle"`), never a full-image stack unless asked for
