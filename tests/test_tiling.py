@@ -5,9 +5,9 @@ detector that sees only each tile's pixels: the connected components of each col
 channel (one class per channel) in the tile, so objects are cut at tile borders as a
 model would see them. What is tested is what tiling.py owns: the grid, shifting back,
 suppressing duplicates and joining the parts of objects that seams cut. The keypoint
-tests give that detector two keypoints per part, its box's corners, scored low where a
-tile border (not the image's) cuts the part, so the merged instance must take each
-corner from the tile that saw it.
+tests give that detector two keypoints per part, its box's corners, scored highest where
+a tile border (not the image's) cuts the part, as a model sure of the corner a border cut
+into an object: the merged instance must still take each corner from a tile that saw it.
 """
 from types import SimpleNamespace
 
@@ -119,32 +119,43 @@ def _with_keypoints(detections, *keypoints):
     return detections
 
 
+def test_keypoints_on_cut_borders_by_hand():
+    # A = columns 0..10, B = columns 6..16 of a 10x16 image: A's right side (column 9) and
+    # B's left side (column 6) are cut; the top, bottom and outer sides are the image's.
+    tiles = [(0, 0, 10, 10), (0, 6, 10, 16)]
+    points = np.array([[[8.9, 5, 1], [8.0, 5, 1], [0, 0, 1], [5, 9, 1]],      # in A
+                       [[6.99, 5, 1], [7.0, 5, 1], [15, 9, 1], [6.5, 0, 1]]],  # in B
+                      np.float32)
+    np.testing.assert_array_equal(tiling.keypoints_on_cut_borders(points, [0, 1], tiles),
+                                  [[True, False, False, False], [True, False, False, True]])
+
+
 def test_merge_keeps_keypoints_with_their_rows_and_takes_each_from_its_best_part():
     # The two tiles and three objects of the by-hand test above, with three keypoints
-    # (x, y, score) per detection in tile pixels. B starts at column 6: its x + 6.
+    # (x, y, score) per detection in tile pixels; B starts at column 6, so its x + 6.
+    # On a cut border: x > 8 in A, x < 7 in B.
     tiles = [(0, 0, 10, 10), (0, 6, 10, 16)]
     a = _with_keypoints(
         _detections((1, 0.9, (2, 3, 5, 10), np.ones((3, 7))),
                     (2, 0.6, (7, 7, 9, 9), np.ones((2, 2)))),
-        # The bar: A sees its left end (x 3) well, guesses its right end at its border.
-        [[3, 3, 0.8], [9, 3, 0.2], [7, 2, 0.5]],
-        [[7, 7, 0.3], [8, 8, 0.3], [7, 8, 0.9]])
+        [[3, 3, 0.8], [9, 3, 0.95], [7, 2, 0.3]],     # bar: x 9 on A's border
+        [[9, 7, 0.3], [8, 8, 0.35], [7, 8, 0.2]])     # square: x 9 on A's border
     b = _with_keypoints(
         _detections((1, 0.8, (2, 0, 5, 7), np.ones((3, 7))),
                     (2, 0.7, (7, 1, 9, 3), np.ones((2, 2))),
                     (2, 0.5, (7, 6, 9, 8), np.ones((2, 2)))),
-        [[0, 3, 0.1], [6, 3, 0.7], [1, 2, 0.5]],     # image x 6, 12, 7
-        [[1, 7, 0.6], [2, 8, 0.3], [1, 8, 0.4]],     # image x 7, 8, 7
-        [[6, 7, 0.9], [7, 8, 0.8], [6, 8, 0.7]])     # image x 12, 13, 12
+        [[0, 3, 0.1], [6, 3, 0.7], [1, 2, 0.6]],      # image x 6 (border), 12, 7
+        [[0, 7, 0.4], [2, 8, 0.3], [0.5, 8, 0.9]],    # image x 6 (border), 8, 6.5 (border)
+        [[6, 7, 0.9], [7, 8, 0.8], [6, 8, 0.7]])      # image x 12, 13, 12
     merged = tiling.merge_tiles(tiles, [a, b])
     np.testing.assert_array_equal(merged["rois"], [[2, 3, 5, 13], [7, 7, 9, 9], [7, 12, 9, 14]])
     np.testing.assert_allclose(merged["keypoints"], [
-        # bar: left end from A (0.8 > 0.1), right end from B (0.7 > 0.2), the tie 0.5 on
-        # the top point goes to the higher-scored detection, A's (0.9 > 0.8).
-        [[3, 3, 0.8], [12, 3, 0.7], [7, 2, 0.5]],
-        # the shared square: B's first point (0.6), the tie 0.3 to B (score 0.7 > 0.6),
-        # A's third (0.9).
-        [[7, 7, 0.6], [8, 8, 0.3], [7, 8, 0.9]],
+        # bar (A scored 0.9, B 0.8): A's first; A's second is on its border, so B's,
+        # though A scored it higher; A's third, though B scored it higher.
+        [[3, 3, 0.8], [12, 3, 0.7], [7, 2, 0.3]],
+        # shared square (B 0.7, A 0.6): the first on both borders, so the better part's,
+        # B's; the second inside both, B's; the third on B's border only, A's.
+        [[6, 7, 0.4], [8, 8, 0.3], [7, 8, 0.2]],
         # B's own square, shifted.
         [[12, 7, 0.9], [13, 8, 0.8], [12, 8, 0.7]]])
     assert merged["keypoints"].dtype == np.float32
@@ -152,7 +163,7 @@ def test_merge_keeps_keypoints_with_their_rows_and_takes_each_from_its_best_part
     unmerged = tiling.merge_tiles(tiles, [a, b], match_threshold=1.01)
     np.testing.assert_allclose(unmerged["scores"], [0.9, 0.8, 0.7, 0.6, 0.5])
     np.testing.assert_allclose(unmerged["keypoints"][:, 0], [
-        [3, 3, 0.8], [6, 3, 0.1], [7, 7, 0.6], [7, 7, 0.3], [12, 7, 0.9]])
+        [3, 3, 0.8], [6, 3, 0.1], [6, 7, 0.4], [9, 7, 0.3], [12, 7, 0.9]])
 
 
 def test_merge_without_detections_gives_empty_keypoints():
@@ -354,7 +365,7 @@ def test_bad_arguments_are_named(stub_model):
 
 def corner_keypoints(image, tiles):
     """components() of each tile plus keypoints [N, 2, 3]: the top-left and bottom-right
-    pixels of each part's box, score 0.9, or 0.1 where the part's box touches a side of
+    pixels of each part's box, score 0.9, or 0.95 where the part's box touches a side of
     the tile that is not a side of the image (a border cut the part there)."""
     height, width = image.shape[:2]
     results = []
@@ -365,8 +376,8 @@ def corner_keypoints(image, tiles):
             cut_top, cut_left = by1 == 0 and y1 > 0, bx1 == 0 and x1 > 0
             cut_bottom = by2 == y2 - y1 and y2 < height
             cut_right = bx2 == x2 - x1 and x2 < width
-            points.append([[bx1, by1, 0.1 if cut_top or cut_left else 0.9],
-                           [bx2 - 1, by2 - 1, 0.1 if cut_bottom or cut_right else 0.9]])
+            points.append([[bx1, by1, 0.95 if cut_top or cut_left else 0.9],
+                           [bx2 - 1, by2 - 1, 0.95 if cut_bottom or cut_right else 0.9]])
         result["keypoints"] = np.array(points, np.float32).reshape(-1, 2, 3)
         results.append(result)
     return results
@@ -413,7 +424,7 @@ def test_without_merging_cut_parts_keep_their_border_corners(scene, keypoint_stu
     rois, points = unmerged["rois"], unmerged["keypoints"]
     np.testing.assert_array_equal(points[:, 0, :2], rois[:, [1, 0]])
     np.testing.assert_array_equal(points[:, 1, :2], rois[:, [3, 2]] - 1)
-    assert (points[:, :, 2] == np.float32(0.1)).any()  # the parts cut by a border
+    assert (points[:, :, 2] == np.float32(0.95)).any()  # the parts cut by a border
 
 
 def test_an_image_without_detections_has_empty_keypoints(keypoint_stub_model):
