@@ -8,7 +8,9 @@ Writes into --output:
                               frame; --video-output frames writes <video>/frame_<k>.png)
     results.json              the detections as a COCO results list: "image_id",
                               "category_id", "bbox" [x, y, w, h] px, "score",
-                              "segmentation" (compressed RLE); pycocotools' loadRes reads it
+                              "segmentation" (compressed RLE) and, for a keypoint model,
+                              "keypoints" [x1, y1, s1, ...] (s the keypoint score);
+                              pycocotools' loadRes reads it (mrcnn.datasets.coco_results)
     images.json               COCO "images" (id, file_name, height, width, and "frame" for
                               video frames) and "categories" of those ids
     masks/<name>_<k>_<class>.png   one binary mask per detection, with --save-masks
@@ -16,6 +18,11 @@ Writes into --output:
 Class names and category ids come from --classes or the classes.json that ``mrcnn train``
 wrote beside the checkpoint. Images are detected in batches of the config's
 IMAGES_PER_GPU (--batch-size); video frames are read one at a time.
+
+Keypoint models: NUM_KEYPOINTS, KEYPOINT_NAMES and the keypoint head's sizes come from
+the config stored in the checkpoint unless the config or --set gives them. Pictures and
+video frames show each detection's keypoints, joined by the skeleton of --classes or
+classes.json where it has one.
 """
 import json
 import os
@@ -75,13 +82,15 @@ def _configure(args):
 class Outputs:
     """Everything detect writes: pictures, videos, masks and the two JSON files."""
 
-    def __init__(self, args, class_names, category_ids):
+    def __init__(self, args, class_names, category_ids, skeleton=()):
         self.args = args
         self.folder = args.output
         self.class_names = class_names
         self.category_ids = category_ids
+        self.skeleton = tuple(skeleton)
         self.colors = media.class_colors(len(class_names))
         self.images, self.results = [], []
+        self.dataset = self._results_dataset()
         self.videos = {}
         self._stems = set()
         os.makedirs(self.folder, exist_ok=True)
@@ -94,9 +103,22 @@ class Outputs:
             return int(self.category_ids[int(class_id)])
         return int(class_id)
 
+    def _results_dataset(self):
+        """A Dataset of the class names and category ids, to which add() appends each
+        image (COCO id 1, 2, ...), for mrcnn.datasets.coco_results."""
+        from mrcnn.dataset import Dataset
+
+        dataset = Dataset()
+        ids = [self.category_of(c) for c in range(1, len(self.class_names))]
+        if len(set(ids)) != len(ids):    # ids that are not distinct: the class ids
+            ids = list(range(1, len(self.class_names)))
+        for class_id, name in zip(ids, self.class_names[1:]):
+            dataset.add_class("detect", class_id, name)
+        return dataset
+
     def add(self, item, image, result):
         """Record one image's (or frame's) detections and write its picture / frame."""
-        from mrcnn.coco_eval import detections_to_coco
+        from mrcnn.datasets import coco_results
 
         image_id = len(self.images) + 1
         record = {"id": image_id, "file_name": item["path"],
@@ -106,14 +128,16 @@ class Outputs:
             record["frame"] = item["frame"]
             name = f"{item['stem']}_frame_{item['frame']:06d}"
         self.images.append(record)
-        self.results.extend(detections_to_coco(image_id, result, self.category_of))
+        self.dataset.add_image("detect", image_id, item["path"])
+        self.results.extend(coco_results([result], self.dataset,
+                                         [len(self.dataset.image_info) - 1]))
         if self.args.save_masks:
             media.save_masks(os.path.join(self.folder, "masks"), name, result,
                              self.class_names)
         if item["frame"] is None:
             if not self.args.no_pictures:
                 media.save_picture(os.path.join(self.folder, f"{name}.png"), image, result,
-                                   self.class_names, self.colors)
+                                   self.class_names, self.colors, self.skeleton)
             return
         self._add_frame(item, image, result)
 
@@ -121,7 +145,8 @@ class Outputs:
         mode = self.args.video_output
         if mode == "none":
             return
-        drawn = media.draw_detections(image, result, self.class_names, self.colors)
+        drawn = media.draw_detections(image, result, self.class_names, self.colors,
+                                      self.skeleton)
         if mode == "frames":
             from PIL import Image
 
@@ -139,7 +164,10 @@ class Outputs:
     def close(self):
         for writer in self.videos.values():
             writer.close()
-        categories = [{"id": self.category_of(c), "name": self.class_names[c]}
+        from mrcnn.datasets import coco_category_ids
+
+        ids = coco_category_ids(self.dataset)
+        categories = [{"id": ids[c], "name": self.class_names[c]}
                       for c in range(1, len(self.class_names))]
         with open(os.path.join(self.folder, "results.json"), "w", encoding="utf-8") as f:
             json.dump(self.results, f)
@@ -191,7 +219,8 @@ def run(args):
     model = common.inference_model(args, config, fixed, weights_file)
     class_names, category_ids = classes.class_names_for(args, weights_file,
                                                         config.NUM_CLASSES)
-    outputs = Outputs(args, class_names, category_ids)
+    skeleton = classes.skeleton_for(args, weights_file, config.NUM_KEYPOINTS)
+    outputs = Outputs(args, class_names, category_ids, skeleton)
     import keras
 
     progress = keras.utils.Progbar(_expected_count(inputs, args.every_nth_frame),

@@ -7,6 +7,12 @@ Prints upstream's mAP@0.5 and mAP@[0.5:0.95] (mean over images of utils.compute_
 mask IoU; see mrcnn.evaluate), a per-class table, and the twelve COCO metrics of
 pycocotools for boxes and masks (see mrcnn.coco_eval). The model runs once over the
 images for all of them. --json writes the same numbers to a file.
+
+Keypoints: a keypoint model (NUM_KEYPOINTS and the head's settings come from the
+checkpoint's stored config unless the config or --set gives them) on a COCO file with
+the same keypoints also gets COCO's ten OKS keypoint metrics (AP, AP50, AP75, ...; see
+mrcnn.keypoint_eval), "keypoints" in --json. OKS needs one sigma per keypoint: COCO's
+person sigmas for 17 keypoints, else --keypoint-sigmas (one value for all, or K).
 """
 import json
 import math
@@ -14,7 +20,7 @@ import math
 from mrcnn.cli import common, data, settings, weights
 from mrcnn.cli.errors import CliError
 
-HELP = "mAP@0.5 and COCO metrics (bbox, segm) on an annotated data set"
+HELP = "mAP@0.5 and COCO metrics (bbox, segm, keypoints) on an annotated data set"
 
 
 def add_parser(subparsers, formatter):
@@ -28,6 +34,10 @@ def add_parser(subparsers, formatter):
     parser.add_argument("--min-confidence", type=float, metavar="P",
                         help="DETECTION_MIN_CONFIDENCE for the evaluation (default: the "
                              "config's; COCO's AP counts low-scoring detections too)")
+    parser.add_argument("--keypoint-sigmas", metavar="S[,S,...]",
+                        help="keypoint models: the OKS sigma of each keypoint, or one for "
+                             "all (default: COCO's person sigmas for 17 keypoints; needed "
+                             "for other keypoint sets)")
     parser.add_argument("--json", metavar="FILE", dest="json_path",
                         help="also write the metrics to this JSON file")
     parser.set_defaults(run=run)
@@ -36,7 +46,8 @@ def add_parser(subparsers, formatter):
 
 class RecordingModel:
     """Stands in for the model in evaluate_map: runs it and keeps each image's detections
-    as COCO result dicts (RLE masks), so the COCO metrics need no second pass.
+    as COCO result dicts (RLE masks; keypoint results apart), so the COCO metrics need no
+    second pass.
 
     image_ids: the internal image ids in the order evaluate_map detects them.
     """
@@ -46,17 +57,85 @@ class RecordingModel:
         self.config = model.config
         self.image_ids = list(image_ids)
         self.coco_results = []
+        self.keypoint_results = []
         self._next = 0
 
     def detect(self, images, verbose=0):
         from mrcnn.coco_eval import detections_to_coco
+        from mrcnn.keypoint_eval import keypoints_to_coco
 
         results = self.model.detect(images, verbose=verbose)
         for result in results:
-            self.coco_results.extend(
-                detections_to_coco(int(self.image_ids[self._next]), result))
+            image_id = int(self.image_ids[self._next])
+            self.coco_results.extend(detections_to_coco(image_id, result))
+            if "keypoints" in result:
+                self.keypoint_results.extend(keypoints_to_coco(image_id, result))
             self._next += 1
         return results
+
+
+def _parse_sigmas(text):
+    """--keypoint-sigmas 'S' or 'S1,S2,...' -> list of floats (None when not given)."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(v > 0 for v in values):
+        raise CliError(f"--keypoint-sigmas {text}: expected positive numbers, one or one "
+                       f"per keypoint (e.g. 0.1 or 0.026,0.025,0.035)")
+    return values
+
+
+def keypoint_plan(args, config, dataset):
+    """(sigmas [K], None) when the keypoint metrics can be computed, (None, reason) when
+    they are left out; CliError when the model's and the data set's keypoints differ."""
+    from mrcnn import keypoints as keypoint_module
+    from mrcnn.datasets import has_keypoints
+
+    model_count = int(config.NUM_KEYPOINTS or 0)
+    data_names = getattr(dataset, "keypoint_names", None)
+    data_count = len(data_names) if data_names else (1 if has_keypoints(dataset) else 0)
+    if not model_count:
+        return None, ("the data set has keypoints but the model has none (NUM_KEYPOINTS 0)"
+                      if data_count else None)
+    if not data_count:
+        return None, (f"the model has {model_count} keypoints but the data set has none "
+                      f"(a COCO file with categories' 'keypoints' names)")
+    if data_names and len(data_names) != model_count:
+        raise CliError(f"the model has NUM_KEYPOINTS = {model_count} but the data set has "
+                       f"{len(data_names)} keypoints: {list(data_names)}")
+    if data_names and config.KEYPOINT_NAMES is not None \
+            and list(config.KEYPOINT_NAMES) != list(data_names):
+        raise CliError(f"the model's KEYPOINT_NAMES {list(config.KEYPOINT_NAMES)} differ "
+                       f"from the data set's keypoints {list(data_names)} (same order "
+                       f"needed)")
+    sigmas = _parse_sigmas(args.keypoint_sigmas)
+    if sigmas is not None and len(sigmas) == 1:
+        sigmas = sigmas * model_count
+    try:
+        return [float(v) for v in keypoint_module.keypoint_sigmas(model_count, sigmas)], None
+    except ValueError as error:
+        if sigmas is not None:
+            raise CliError(f"--keypoint-sigmas {args.keypoint_sigmas}: {error}") from None
+        return None, (f"OKS needs one sigma per keypoint and COCO's are for 17; pass "
+                      f"--keypoint-sigmas S (all {model_count}) or S1,...,S{model_count}")
+
+
+def keypoint_report(dataset, image_ids, results, sigmas):
+    """COCO's ten OKS keypoint metrics of ``results`` (COCO keypoint result dicts with
+    internal ids) against the data set's keypoints; prints COCOeval's table."""
+    from mrcnn.keypoint_eval import dataset_to_coco_keypoints, keypoint_metrics
+
+    coco_gt = dataset_to_coco_keypoints(
+        dataset, image_ids, keypoint_names=getattr(dataset, "keypoint_names", None),
+        skeleton=getattr(dataset, "keypoint_skeleton", None))
+    print(f"\nCOCO metrics (keypoints, OKS sigmas {[round(s, 4) for s in sigmas]}):")
+    metrics = keypoint_metrics(coco_gt, results, sigmas, image_ids, verbose=True)
+    print(f"Keypoint AP = {metrics['AP']:.3f}   AP50 = {metrics['AP50']:.3f}   "
+          f"AP75 = {metrics['AP75']:.3f}")
+    return metrics
 
 
 def _plain(value):
@@ -86,6 +165,9 @@ def run(args):
     weights_file = weights.weights_path(args.weights, config, args.logs)
     model = common.inference_model(args, config, fixed, weights_file,
                                    class_count=dataset.num_classes)
+    sigmas, skipped = keypoint_plan(args, model.config, dataset)
+    if skipped:
+        print(f"Keypoint metrics left out: {skipped}")
     image_ids = list(dataset.image_ids)
     if args.limit is not None:
         image_ids = image_ids[:args.limit]
@@ -101,6 +183,9 @@ def run(args):
         print(f"\nCOCO metrics ({iou_type}):")
         coco[iou_type] = coco_metrics(coco_gt, recorder.coco_results, iou_type, image_ids,
                                       verbose=True)
+    if sigmas is not None:
+        coco["keypoints"] = keypoint_report(dataset, image_ids, recorder.keypoint_results,
+                                            sigmas)
     if args.json_path:
         report = {"images": len(image_ids),
                   "mAP@0.5": _plain(result["mAP"][0.5]),

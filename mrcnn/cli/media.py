@@ -154,12 +154,14 @@ def class_colors(num_classes):
     return visualize.random_colors(max(num_classes, 1), seed=0)
 
 
-def draw_detections(image, result, class_names, colors):
+def draw_detections(image, result, class_names, colors, skeleton=()):
     """A copy of ``image`` (RGB uint8 [H, W, 3]) with masks, outlines, boxes and captions.
 
     Drawn in numpy/OpenCV at the image's own resolution (used for video frames): masks
     blended at alpha 0.5, mask outlines and 2-pixel boxes in the class colour, and a
-    "name score" caption above each box.
+    "name score" caption above each box. A keypoint model's "keypoints" [N, K, 3] (x, y,
+    score; pixel indices of the image) become 2-pixel dots in the class colour, joined by
+    1-pixel lines along ``skeleton`` (0-based index pairs).
     """
     import cv2
 
@@ -176,11 +178,25 @@ def draw_detections(image, result, class_names, colors):
         caption = f"{_name(class_names, class_id)} {float(result['scores'][i]):.2f}"
         cv2.putText(canvas, caption, (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                     rgb, 1, cv2.LINE_AA)
+        if "keypoints" in result:
+            _draw_keypoints(canvas, result["keypoints"][i], skeleton, rgb)
     return canvas
 
 
-def save_picture(path, image, result, class_names, colors):
-    """The image with its detections drawn by visualize.display_instances, as a PNG."""
+def _draw_keypoints(canvas, points, skeleton, rgb):
+    """One instance's keypoints [K, 3] (x, y, score) as dots and skeleton lines."""
+    import cv2
+
+    xy = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in np.asarray(points)]
+    for i, j in skeleton:
+        cv2.line(canvas, xy[i], xy[j], rgb, 1, cv2.LINE_AA)
+    for point in xy:
+        cv2.circle(canvas, point, 2, rgb, -1, cv2.LINE_AA)
+
+
+def save_picture(path, image, result, class_names, colors, skeleton=()):
+    """The image with its detections drawn by visualize.display_instances, as a PNG: with
+    a keypoint model's "keypoints" (every point; lines along ``skeleton``)."""
     import matplotlib.pyplot as plt
 
     from mrcnn import visualize
@@ -191,9 +207,10 @@ def save_picture(path, image, result, class_names, colors):
     figure.subplots_adjust(left=0, right=1, bottom=0, top=1)
     instance_colors = [colors[int(c) % len(colors)] for c in result["class_ids"]]
     if len(instance_colors):
-        visualize.display_instances(image, result["rois"], result["masks"],
+        visualize.display_instances(image, result["rois"], result.get("masks"),
                                     result["class_ids"], class_names, result["scores"], ax=ax,
-                                    colors=instance_colors)
+                                    colors=instance_colors, keypoints=result.get("keypoints"),
+                                    skeleton=list(skeleton) or None)
     else:   # display_instances would print that there is nothing to display
         ax.imshow(image)
         ax.axis("off")

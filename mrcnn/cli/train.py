@@ -10,7 +10,9 @@ detect``). NUM_CLASSES comes from the data set unless the config sets it.
 Keypoints: a COCO file whose categories name "keypoints" trains the keypoint head too.
 Unless the config (or --set) gives NUM_KEYPOINTS, it comes from the data set with
 KEYPOINT_NAMES and, for names following the "left_<part>" / "right_<part>" convention,
-KEYPOINT_FLIP_MAP; --set NUM_KEYPOINTS=0 trains without keypoints.
+KEYPOINT_FLIP_MAP; --set NUM_KEYPOINTS=0 trains without keypoints. The checkpoints store
+the config, so detect, evaluate and export read the keypoint settings from them;
+classes.json also holds the keypoint names and skeleton (drawn by ``mrcnn detect``).
 """
 import os
 import shlex
@@ -80,8 +82,8 @@ def _keypoint_names(dataset):
 
 def _configure_keypoints(args, config, train):
     """NUM_KEYPOINTS, KEYPOINT_NAMES (and a left_/right_ KEYPOINT_FLIP_MAP) from the data
-    set unless the config gives NUM_KEYPOINTS; returns the --set options that detect needs
-    for them."""
+    set unless the config gives NUM_KEYPOINTS; returns them as --set options (which
+    detect no longer needs: it reads them from the checkpoint's stored config)."""
     names = _keypoint_names(train)
     fixed = settings.fixes_attribute(config, args.settings, "NUM_KEYPOINTS")
     count = config.NUM_KEYPOINTS
@@ -115,7 +117,8 @@ def _configure_keypoints(args, config, train):
 
 def _configure(args, config, fixed, train):
     """NUM_CLASSES (and the keypoints) from the data set unless the config fixes them;
-    checked for training. Returns (config, --set options detect needs)."""
+    checked for training. Returns (config, the keypoint settings taken from the data set
+    as --set options)."""
     if not fixed:
         config.NUM_CLASSES = train.num_classes
     elif config.NUM_CLASSES != train.num_classes:
@@ -156,8 +159,10 @@ def run(args):
                 layers=args.layers)
     last = model.find_last()
     print(f"Last checkpoint: {last}")
-    overrides = "".join(f" --set {shlex.quote(text)}"
-                        for text in list(args.settings) + from_data)
+    overrides = "".join(f" --set {shlex.quote(text)}" for text in args.settings)
+    if from_data:
+        print(f"Keypoint settings from the data set ({', '.join(from_data)}) are stored in "
+              f"the checkpoint; detect, evaluate and export read them from there")
     print(f"Detect with: mrcnn detect --config {args.config}{overrides} --weights {last} "
           f"--output {os.path.join(os.path.dirname(last), 'detections')} IMAGES...")
     return 0
