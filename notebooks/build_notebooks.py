@@ -971,8 +971,8 @@ Mask R-CNN with its keypoint head (Keypoint R-CNN, section 5 of the paper) train
 scratch on a synthetic data set: upright triangles whose three corners are the keypoints
 (`mrcnn.keypoint_shapes`). Each detection then comes with a box, a mask and K keypoints.
 Everything runs offline on a CPU: with the full settings (those of
-`bench/bench_keypoint_shapes.py`, 500 steps) training takes about five minutes on two
-cores and reaches a keypoint AP@OKS0.5 of about 0.96 on held-out images.
+`bench/bench_keypoint_shapes.py`, 500 steps) training takes five to ten minutes on two
+cores and reaches a keypoint AP@OKS0.5 of about 0.95 on 100 held-out images.
 """),
     code(KEYPOINT_SETUP),
     md("""
