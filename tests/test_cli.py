@@ -827,10 +827,22 @@ def test_train_on_a_keypoint_coco_file_trains_the_keypoint_head(tmp_path):
     losses = [float(v) for v in re.findall(r"(?<!val_)mrcnn_keypoint_loss: ([-+.e\w]+)",
                                             result.stdout)]
     assert losses and all(np.isfinite(v) and v > 0 for v in losses), result.stdout[-3000:]
-    assert "--set NUM_KEYPOINTS=3" in result.stdout
+    hint = [line for line in result.stdout.splitlines() if line.startswith("Detect with:")]
+    assert len(hint) == 1 and "KEYPOINT" not in hint[0], hint    # read from the checkpoint
+    assert "are stored in the checkpoint" in result.stdout
     checkpoints = glob.glob(str(tmp_path / "logs" / "tiny*" / "mask_rcnn_tiny_0001.h5"))
     assert len(checkpoints) == 1, result.stdout[-2000:]
     with h5py.File(checkpoints[0], "r") as f:
         stored = json.loads(f.attrs["config"])
     assert stored["NUM_KEYPOINTS"] == 3
     assert stored["KEYPOINT_NAMES"] == ["top", "left_base", "right_base"]
+    with open(os.path.join(os.path.dirname(checkpoints[0]), "classes.json")) as f:
+        listed = json.load(f)
+    assert listed["keypoint_names"] == ["top", "left_base", "right_base"]
+    # detect without any keypoint --set (nor the head's sizes): all from the checkpoint.
+    detected = _ok(run_cli(tmp_path, "detect", "--config", "tinycfg:TinyConfig",
+                           "--weights", checkpoints[0], "--output", "det", "images"))
+    assert "NUM_KEYPOINTS = 3 (top, left_base, right_base)" in detected.stdout
+    with open(tmp_path / "det" / "results.json") as f:
+        results = json.load(f)
+    assert results and all(len(r["keypoints"]) == 9 for r in results)

@@ -11,8 +11,10 @@ Keypoints: a COCO file whose categories name "keypoints" trains the keypoint hea
 Unless the config (or --set) gives NUM_KEYPOINTS, it comes from the data set with
 KEYPOINT_NAMES and, for names following the "left_<part>" / "right_<part>" convention,
 KEYPOINT_FLIP_MAP; --set NUM_KEYPOINTS=0 trains without keypoints. The checkpoints store
-the config, so detect, evaluate and export read the keypoint settings from them;
-classes.json also holds the keypoint names and skeleton (drawn by ``mrcnn detect``).
+the config, so detect, evaluate and export read the keypoint settings (these and the
+head's sizes, mrcnn.cli.common.KEYPOINT_SETTINGS) from them and the printed "Detect
+with:" command leaves them out; classes.json also holds the keypoint names and skeleton
+(drawn by ``mrcnn detect``).
 """
 import os
 import shlex
@@ -159,7 +161,10 @@ def run(args):
                 layers=args.layers)
     last = model.find_last()
     print(f"Last checkpoint: {last}")
-    overrides = "".join(f" --set {shlex.quote(text)}" for text in args.settings)
+    from mrcnn.cli.common import KEYPOINT_SETTINGS
+
+    overrides = "".join(f" --set {shlex.quote(text)}" for text in args.settings
+                        if settings.parse_setting(text)[0] not in KEYPOINT_SETTINGS)
     if from_data:
         print(f"Keypoint settings from the data set ({', '.join(from_data)}) are stored in "
               f"the checkpoint; detect, evaluate and export read them from there")
