@@ -11,6 +11,11 @@ settings.py holds --config and --set, weights.py --weights, classes.py the class
 beside a checkpoint, data.py the data set options, media.py the image and video files of
 detect, common.py the inference model of detect, evaluate and export.
 
+Keypoint models: ``mrcnn train`` on a COCO keypoint file stores NUM_KEYPOINTS,
+KEYPOINT_NAMES and the keypoint head's sizes in the checkpoint's config; detect, evaluate
+and export read them from there (no --set needed). detect writes and draws the keypoints,
+evaluate adds OKS keypoint AP (--keypoint-sigmas unless there are COCO's 17).
+
 Errors in arguments or inputs (a missing file, a config attribute that does not exist,
 bad annotations) print one line naming the file or attribute and exit with status 2;
 MRCNN_DEBUG=1 shows the traceback instead.
