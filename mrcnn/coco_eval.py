@@ -20,7 +20,9 @@ detections per image) and ARs / ARm / ARl. A metric without ground truth in its 
 Keypoint models: OKS keypoint AP (``iouType="keypoints"``) lives in mrcnn.keypoint_eval and
 is re-exported here (``keypoint_metrics``, ``evaluate_keypoint_metrics``, ...);
 ``evaluate_coco_metrics(..., iou_types=("bbox", "segm", "keypoints"), sigmas=...)`` adds
-its ten metrics under "keypoints".
+its ten metrics under "keypoints". A keypoint-only model (KEYPOINT_WITH_MASKS False)
+has no masks: its result dicts have no "segmentation", and it is scored with "bbox" (and
+"keypoints") only.
 """
 import contextlib
 import io
@@ -66,24 +68,36 @@ def detections_to_coco(image_id, result, category_of=_identity):
     Args:
         image_id: the COCO image id the detections belong to.
         result: a detect() dict: "rois" [N, (y1, x1, y2, x2)] px, "class_ids" [N],
-            "scores" [N], "masks" bool [H, W, N].
+            "scores" [N] and "masks" bool [H, W, N] — no "masks" for a keypoint-only
+            model (KEYPOINT_WITH_MASKS False), whose dicts then have no "segmentation".
         category_of: maps an internal class id to the COCO category id (default: same).
     Returns:
-        list of {"image_id", "category_id", "bbox" [x, y, w, h], "score",
-        "segmentation" RLE}: plain Python values (integer ids as int, the RLE counts as
-        str), so `json.dumps` takes the list as it is and `COCO.loadRes` reads it back.
+        list of {"image_id", "category_id", "bbox" [x, y, w, h], "score"[,
+        "segmentation" RLE]}: plain Python values (integer ids as int, the RLE counts
+        as str), so `json.dumps` takes the list as it is and `COCO.loadRes` reads it
+        back (without "segmentation": for iouType "bbox").
     """
     results = []
-    masks = np.asarray(result["masks"])
+    masks = np.asarray(result["masks"]) if "masks" in result else None
     for i in range(len(result["class_ids"])):
-        results.append({
+        entry = {
             "image_id": _json_id(image_id),
             "category_id": _json_id(category_of(result["class_ids"][i])),
             "bbox": box_to_xywh(result["rois"][i]),
             "score": float(result["scores"][i]),
-            "segmentation": encode_mask(masks[..., i]),
-        })
+        }
+        if masks is not None:
+            entry["segmentation"] = encode_mask(masks[..., i])
+        results.append(entry)
     return results
+
+
+def has_masks(config):
+    """Whether a model of ``config`` returns "masks" from detect(): every model but a
+    keypoint-only one (NUM_KEYPOINTS > 0 and KEYPOINT_WITH_MASKS False)."""
+    from mrcnn.nn.keypoint_head import uses_masks
+
+    return uses_masks(config)
 
 
 def _image_size(dataset, image_id, masks):
@@ -167,9 +181,15 @@ def load_results(coco_gt, results, iou_type):
     For "segm" the boxes are dropped so that pycocotools takes each detection's area from
     its mask (the area decides small/medium/large); for "bbox" the masks are dropped.
     No detections at all give an empty result set (pycocotools' loadRes cannot).
+    Raises ValueError for "segm" of results without "segmentation" (a keypoint-only
+    model's).
     """
     if iou_type not in IOU_TYPES:
         raise ValueError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    if iou_type == "segm" and any("segmentation" not in r for r in results):
+        raise ValueError('iou_type "segm" needs a "segmentation" in every result; these '
+                         'come from a model without masks (a keypoint-only model, '
+                         'KEYPOINT_WITH_MASKS False): evaluate "bbox" (and "keypoints")')
     drop = "bbox" if iou_type == "segm" else "segmentation"
     copies = [{k: v for k, v in r.items() if k != drop} for r in results]
     if copies:
@@ -229,15 +249,17 @@ def evaluate_coco_metrics(model, dataset, image_ids=None, iou_types=IOU_TYPES,
         dataset: a prepared Dataset; its masks are the ground truth (see dataset_to_coco).
         image_ids: internal image ids (all by default).
         iou_types: any of "bbox", "segm", and "keypoints" (keypoint models: OKS AP of
-            the dataset's load_keypoints, see mrcnn.keypoint_eval).
+            the dataset's load_keypoints, see mrcnn.keypoint_eval). A keypoint-only
+            model (no masks, see :func:`has_masks`) leaves "segm" out.
         batch_size: images per detect() call (default: the model's BATCH_SIZE).
         verbose: progress bar over the images, then COCOeval's summary tables.
         sigmas: the K OKS constants of "keypoints" (COCO's person ones when K = 17).
     Returns:
-        {iou_type: {metric name: value}}.
+        {iou_type: {metric name: value}} ("segm" absent for a model without masks).
     """
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
-    mask_types = [t for t in iou_types if t != "keypoints"]
+    mask_types = [t for t in iou_types if t != "keypoints"
+                  and (t != "segm" or has_masks(model.config))]
     coco_gt = dataset_to_coco(dataset, image_ids) if mask_types else None
     results, keypoint_detections = [], []
     for image_id, result in detect_dataset(model, dataset, image_ids, batch_size, verbose):

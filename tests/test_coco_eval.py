@@ -208,3 +208,47 @@ def test_coco_metrics_on_given_ground_truth_and_image_subset():
     assert coco_metrics(coco_gt, results, "segm")["AP"] == pytest.approx(0.5)
     # ... unless only image 0 is evaluated (class 2 then has no GT and no detection).
     assert coco_metrics(coco_gt, results, "segm", image_ids=[0])["AP"] == pytest.approx(1.0)
+
+
+def _without_masks(result):
+    """A keypoint-only model's detect() dict: no "masks"."""
+    return {k: v for k, v in result.items() if k != "masks"}
+
+
+def test_detections_without_masks_have_no_segmentation_and_score_as_boxes():
+    # Two GT squares of image 0: (10, 10)-(30, 30) and (35, 35)-(60, 60). Detections: the
+    # first exactly (0.9) and the second shifted 5 px right, box IoU 20*25 / (2*625 -
+    # 500) = 2/3 (0.8): a hit at IoU 0.50..0.65 (4 of the 10 thresholds), a miss above.
+    dataset = RectDataset([[(1, (10, 10, 30, 30)), (1, (35, 35, 60, 60))]])
+    result = _without_masks(make_result([(1, 0.9, (10, 10, 30, 30)),
+                                         (1, 0.8, (35, 40, 60, 65))]))
+    listed = detections_to_coco(0, result)
+    assert listed == [
+        {"image_id": 0, "category_id": 1, "bbox": [10.0, 10.0, 20.0, 20.0],
+         "score": pytest.approx(0.9)},
+        {"image_id": 0, "category_id": 1, "bbox": [40.0, 35.0, 25.0, 25.0],
+         "score": pytest.approx(0.8)}]
+    json.dumps(listed)
+    coco_gt = dataset_to_coco(dataset)
+    box = coco_metrics(coco_gt, listed, "bbox")
+    # Recall 1 at IoU 0.50..0.65 (precision 1 throughout), 0.5 above: 101-point AP is
+    # 1 at 4 thresholds and 51/101 at 6.
+    assert box["AP"] == pytest.approx((4 + 6 * 51 / 101) / 10)
+    assert box["AP50"] == pytest.approx(1.0) and box["AP75"] == pytest.approx(51 / 101)
+    # The same numbers as the masked result's boxes (the masks are rectangles).
+    masked = detections_to_coco(0, make_result([(1, 0.9, (10, 10, 30, 30)),
+                                                (1, 0.8, (35, 40, 60, 65))]))
+    assert coco_metrics(coco_gt, masked, "bbox") == box
+    with pytest.raises(ValueError, match="segmentation"):
+        coco_metrics(coco_gt, listed, "segm")
+
+
+def test_evaluate_coco_metrics_of_a_keypoint_only_model_leaves_segm_out():
+    from types import SimpleNamespace
+
+    dataset = RectDataset([[(1, (10, 10, 30, 30))]])
+    model = FakeModel([_without_masks(make_result([(1, 0.9, (10, 10, 30, 30))]))])
+    model.config = SimpleNamespace(BATCH_SIZE=2, NUM_KEYPOINTS=2, KEYPOINT_WITH_MASKS=False)
+    metrics = evaluate_coco_metrics(model, dataset)
+    assert set(metrics) == {"bbox"}
+    assert metrics["bbox"]["AP"] == pytest.approx(1.0)

@@ -116,3 +116,26 @@ def test_round_trip_of_a_hand_written_dataset():
     assert [i["file_name"] for i in exported["images"]] == ["", "", ""]
     assert [(i["height"], i["width"]) for i in exported["images"]] == [(48, 64)] * 3
     _same_masks_and_classes(shapes, CocoDataset(exported, check_files=False))
+
+
+def test_coco_results_of_a_keypoint_only_result_have_boxes_and_keypoints(coco_json):
+    # A keypoint-only model's detect() dict: no "masks", "keypoints" [N, K, 3].
+    dataset = CocoDataset(coco_json)
+    result = _ground_truth_as_detections(dataset, 0)
+    result.pop("masks")
+    count = len(result["class_ids"])
+    result["keypoints"] = np.arange(count * 2 * 3, dtype=np.float32).reshape(count, 2, 3)
+    listed = coco_results([result], dataset, [0])
+    json.dumps(listed)
+    assert [set(r) for r in listed] == [{"image_id", "category_id", "bbox", "score",
+                                         "keypoints"}] * count
+    assert [(r["image_id"], r["category_id"]) for r in listed] == [(10, 3), (10, 7)]
+    assert listed[1]["bbox"] == [5.0, 2.0, 73.0, 53.0]         # as with masks (above)
+    assert listed[1]["keypoints"] == [6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    # pycocotools reads them as box detections: the ground truth's boxes, box AP 1.
+    ground_truth = _quiet(COCO, str(coco_json))
+    evaluator = COCOeval(ground_truth, _quiet(ground_truth.loadRes, listed), "bbox")
+    evaluator.params.imgIds = [10]
+    for step in (evaluator.evaluate, evaluator.accumulate, evaluator.summarize):
+        _quiet(step)
+    assert evaluator.stats[0] == pytest.approx(1.0)

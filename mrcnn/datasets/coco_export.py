@@ -15,7 +15,8 @@ pycocotools' ``COCO.loadRes`` reads them.
 
 Keypoints: results holding "keypoints" (a keypoint model's detect()) get COCO's keypoint
 results entry, flat [x1, y1, s1, ...] (s the keypoint score; the detection's "score"
-stays the one of the box), and a dataset with keypoints (``load_keypoints``) writes
+stays the one of the box); a keypoint-only model's results (no "masks") have boxes and
+keypoints but no "segmentation". A dataset with keypoints (``load_keypoints``) writes
 COCO's person_keypoints layout: categories with "keypoints" (names) and a 1-based
 "skeleton", annotations with flat "keypoints" [x1, y1, v1, ...] and "num_keypoints".
 pycocotools' ``COCOeval(gt, dt, iouType="keypoints")`` reads both (set
@@ -57,14 +58,16 @@ def coco_results(results, dataset, image_ids):
 
     Args:
         results: detect() dicts ("rois", "class_ids", "scores", "masks"), one per image.
+            With "keypoints" float32 [N, K, 3] (x, y, score), pixels of the original
+            image, each detection also gets "keypoints"; without "masks" (a
+            keypoint-only model, KEYPOINT_WITH_MASKS False) it gets no "segmentation".
         dataset: the prepared Dataset the images come from.
         image_ids: the internal image id of each result.
-            With "keypoints" float32 [N, K, 3] (x, y, score), pixels of the original
-            image, each detection also gets "keypoints".
     Returns:
-        list of {"image_id", "category_id", "bbox" [x, y, w, h], "score", "segmentation"
-        (RLE)[, "keypoints" flat 3K floats]} with the dataset's COCO ids (see the module
-        docstring); ``COCO.loadRes`` of a COCO object of the same images reads it.
+        list of {"image_id", "category_id", "bbox" [x, y, w, h], "score"[,
+        "segmentation" (RLE)][, "keypoints" flat 3K floats]} with the dataset's COCO ids
+        (see the module docstring); ``COCO.loadRes`` of a COCO object of the same images
+        reads it.
     """
     image_ids = list(image_ids)
     if len(image_ids) != len(results):
