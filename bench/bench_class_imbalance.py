@@ -34,7 +34,9 @@ JSON line per variant:
 
     python bench/bench_class_imbalance.py [--variants cross_entropy weighted focal]
         [--epochs 5] [--steps-per-epoch 100] [--rare-fraction 0.05]
-        [--train-images 1000] [--val-images 200] [--seed 0]
+        [--train-images 1000] [--val-images 200] [--seed 0] [--min-confidence 0.7]
+    python bench/bench_class_imbalance.py --variants focal --checkpoint MODEL.h5
+        --min-confidence 0.3      # evaluate a saved model again, without training
 
 The defaults train 500 steps per variant, the schedule of tests/test_e2e_shapes.py. One seed
 is one sample: differences of a few points between variants are within what another seed
@@ -117,7 +119,7 @@ def _datasets(train_count, val_count, rare_fraction):
     return train, val
 
 
-def _configs(variant, class_weights, steps_per_epoch, seed):
+def _configs(variant, class_weights, steps_per_epoch, seed, min_confidence=None):
     from mrcnn.shapes import ShapesConfig
 
     class TrainConfig(ShapesConfig):
@@ -129,6 +131,8 @@ def _configs(variant, class_weights, steps_per_epoch, seed):
 
     class InferenceConfig(TrainConfig):
         IMAGES_PER_GPU = 4
+        DETECTION_MIN_CONFIDENCE = (ShapesConfig.DETECTION_MIN_CONFIDENCE
+                                    if min_confidence is None else min_confidence)
 
     return TrainConfig(), InferenceConfig()
 
@@ -233,8 +237,12 @@ def run_variant(args, variant):
     train, val = _datasets(args.train_images, args.val_images, args.rare_fraction)
     counts = instance_counts(train)
     weights = inverse_sqrt_frequency_weights(counts, train.class_names)
-    config, inference_config = _configs(variant, weights, args.steps_per_epoch, args.seed)
-    checkpoint, figures = train_variant(config, args.epochs, train, val, args.seed)
+    config, inference_config = _configs(variant, weights, args.steps_per_epoch, args.seed,
+                                        args.min_confidence)
+    if args.checkpoint:
+        checkpoint, figures = args.checkpoint, {"checkpoint": args.checkpoint}
+    else:
+        checkpoint, figures = train_variant(config, args.epochs, train, val, args.seed)
     figures.update(evaluate_checkpoint(inference_config, checkpoint, val))
     total = sum(counts.values())
     print(json.dumps({"bench": "class_imbalance", "variant": variant,
@@ -251,7 +259,9 @@ def _child_command(args, variant):
             "--epochs", str(args.epochs), "--steps-per-epoch", str(args.steps_per_epoch),
             "--rare-fraction", str(args.rare_fraction),
             "--train-images", str(args.train_images),
-            "--val-images", str(args.val_images), "--seed", str(args.seed)]
+            "--val-images", str(args.val_images), "--seed", str(args.seed)] + (
+            [] if args.min_confidence is None else ["--min-confidence",
+                                                    str(args.min_confidence)])
 
 
 def main():
@@ -267,11 +277,19 @@ def main():
     parser.add_argument("--train-images", type=int, default=1000)
     parser.add_argument("--val-images", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0, help="keras seed of the training")
+    parser.add_argument("--min-confidence", type=float, default=None,
+                        help="DETECTION_MIN_CONFIDENCE of the evaluation (default: the "
+                             "config's 0.7)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with one --variants: evaluate this saved model of it "
+                             "instead of training one")
     args = parser.parse_args()
     if not 0 < args.rare_fraction < 1:
         raise SystemExit("--rare-fraction must lie in (0, 1)")
-    if args.variant_only:
-        run_variant(args, args.variant_only)
+    if args.checkpoint and len(args.variants) != 1:
+        raise SystemExit("--checkpoint evaluates one variant: give one --variants")
+    if args.variant_only or args.checkpoint:
+        run_variant(args, args.variant_only or args.variants[0])
         return
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
