@@ -7,7 +7,9 @@ data: three KeypointShapes images (triangles with apex / left / right corner key
 written as a COCO keypoint file. Its class logits make every ROI class 1, so that it
 detects something; what else it detects is not asserted: detect
 is compared with the saved model's own detect(), and evaluate's OKS AP with pycocotools
-run here on the COCO file and hand-made detections.
+run here on the COCO file and hand-made detections. A keypoint-only model
+(KEYPOINT_WITH_MASKS False, no mask head) goes through detect and evaluate too: boxes and
+keypoints without "segmentation", box AP and keypoint AP without the mask figures.
 """
 import json
 import os
@@ -354,3 +356,159 @@ def test_evaluate_needs_sigmas_for_keypoints_other_than_cocos_17(workspace, caps
     status = main([str(a) for a in base + ["--keypoint-sigmas", "0.1,0.1"]])
     err = capsys.readouterr().err
     assert status == 2 and "--keypoint-sigmas 0.1,0.1" in err and "3" in err, err
+
+
+# --- keypoint-only models (KEYPOINT_WITH_MASKS False) -------------------------------------
+
+@pytest.fixture(scope="module")
+def keypoint_only(workspace):
+    """kponly/kponly.h5: a keypoint-only model (no mask head), its classes.json beside
+    it, and the model itself."""
+    import keras
+
+    import mrcnn.model as modellib
+    from mrcnn.cli import classes, settings
+    from mrcnn.datasets import CocoDataset
+
+    root = workspace["root"]
+    config_class = settings.config_class(f"{root / 'kpcfg.py'}:TinyConfig")
+    config = _keypoint_config(config_class)
+    config.KEYPOINT_WITH_MASKS = False
+    keras.utils.set_random_seed(0)
+    model = _always_foreground(modellib.MaskRCNN("inference", config, str(root / "logs")))
+    (root / "kponly").mkdir()
+    model.save_weights(str(root / "kponly" / "kponly.h5"))
+    classes.write_classes(str(root / "kponly"), CocoDataset(str(root / "kp.json"),
+                                                            str(root / "images")))
+    return model
+
+
+def test_draw_detections_of_a_result_without_masks_draws_boxes_and_keypoints():
+    image = np.zeros((40, 40, 3), np.uint8)
+    result = {"rois": np.array([[20, 2, 36, 14]]), "class_ids": np.array([1]),
+              "scores": np.array([0.9], np.float32),
+              "keypoints": np.array([[[30, 5, 0.5], [30, 12, 0.2]]], np.float32)}
+    drawn = media.draw_detections(image, result, ["BG", "x"], [(0, 0, 0), (0.0, 1.0, 0.0)],
+                                  skeleton=[(0, 1)])
+    assert tuple(drawn[5, 30]) == (0, 255, 0)                  # a keypoint
+    assert tuple(drawn[28, 2]) == (0, 255, 0)                  # the box's left edge
+    assert not drawn[28, 8].any()                              # inside the box: no mask
+
+
+def test_detect_of_a_keypoint_only_model_writes_boxes_and_keypoints(workspace, keypoint_only,
+                                                                   capsys, monkeypatch):
+    from mrcnn import visualize
+
+    drawn = []
+    original = visualize.display_instances
+
+    def spy(image, boxes, masks, *args, **kwargs):
+        drawn.append((masks, kwargs.get("keypoints")))
+        return original(image, boxes, masks, *args, **kwargs)
+
+    monkeypatch.setattr(visualize, "display_instances", spy)
+    out, results, images = _detect(workspace, capsys, "kponly/kponly.h5", "det_only")
+    assert "NUM_KEYPOINTS = 3 (apex, left_corner, right_corner)" in out, out[-2000:]
+    assert results
+    assert all(set(r) == {"image_id", "category_id", "bbox", "score", "keypoints"}
+               for r in results)
+    assert all(len(r["keypoints"]) == 3 * 3 for r in results)
+    # The saved model's own detect(): no masks, the same boxes, scores and keypoints.
+    for record in images:
+        expected = keypoint_only.detect([media.read_image(record["file_name"])])[0]
+        assert "masks" not in expected
+        mine = [r for r in results if r["image_id"] == record["id"]]
+        assert mine and len(mine) == len(expected["class_ids"])
+        rois = expected["rois"].astype(np.float64)
+        np.testing.assert_allclose([r["bbox"] for r in mine], np.stack(
+            [rois[:, 1], rois[:, 0], rois[:, 3] - rois[:, 1], rois[:, 2] - rois[:, 0]], 1))
+        np.testing.assert_allclose([r["keypoints"] for r in mine],
+                                   expected["keypoints"].reshape(len(mine), -1), atol=1e-3)
+        np.testing.assert_allclose([r["score"] for r in mine], expected["scores"], atol=1e-5)
+    # Every picture drawn with boxes and keypoints and no masks.
+    assert len(drawn) == len(images)
+    assert all(m is None and np.shape(k)[1:] == (3, 3) for m, k in drawn)
+    # --save-masks has nothing to save: an error that says why.
+    status = main([str(a) for a in ["detect", *workspace["config"], "--weights",
+                                    workspace["root"] / "kponly" / "kponly.h5", "--output",
+                                    workspace["root"] / "det_only2", "--save-masks",
+                                    workspace["root"] / "images"]])
+    err = capsys.readouterr().err
+    assert status == 2 and "--save-masks: the model has no masks" in err, err
+
+
+def _moved_box_fakes(shapes):
+    """_fake_detections without masks (a keypoint-only model's results), the first
+    instance of image 2 with its box moved 4 px right, so box AP is not 1."""
+    fakes = _fake_detections(shapes)
+    for image_id in shapes.image_ids:
+        fake = fakes[shapes.load_image(image_id).tobytes()]
+        fake.pop("masks")
+        if image_id == 2:
+            fake["rois"] = fake["rois"].copy()
+            fake["rois"][0, [1, 3]] += 4
+    return fakes
+
+
+def _reference_box_stats(workspace, fakes):
+    """pycocotools' bbox stats on the COCO file itself, the fake detections' boxes given
+    with the file's image ids."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    root, shapes = workspace["root"], workspace["shapes"]
+    results = []
+    for image_id in shapes.image_ids:
+        fake = fakes[shapes.load_image(image_id).tobytes()]
+        for (y1, x1, y2, x2), score in zip(fake["rois"].tolist(), fake["scores"]):
+            results.append({"image_id": int(image_id) + 100, "category_id": 1,
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(root / "kp.json"))
+        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator.stats
+
+
+def test_evaluate_of_a_keypoint_only_model_reports_box_and_keypoint_ap(workspace,
+                                                                      keypoint_only,
+                                                                      capsys, monkeypatch):
+    import mrcnn.model as modellib
+    from mrcnn.coco_eval import METRIC_NAMES
+    from mrcnn.keypoint_eval import KEYPOINT_METRIC_NAMES
+
+    fakes = _moved_box_fakes(workspace["shapes"])
+    monkeypatch.setattr(modellib.MaskRCNN, "detect",
+                        lambda self, images, verbose=0: [fakes[np.asarray(i).tobytes()]
+                                                         for i in images])
+    root = workspace["root"]
+    metrics_path = root / "metrics_only.json"
+    out = _run(["evaluate", "--coco", root / "kp.json", "--images", root / "images",
+                *workspace["config"], "--weights", root / "kponly" / "kponly.h5",
+                "--keypoint-sigmas", "0.1", "--json", metrics_path], capsys)
+    assert "Mask metrics left out: the model has no masks" in out, out[-3000:]
+    assert "COCO metrics (bbox):" in out and "COCO metrics (segm):" not in out
+    assert "mAP@0.5" not in out
+    with open(metrics_path) as f:
+        report = json.load(f)
+    assert set(report["coco"]) == {"bbox", "keypoints"}
+    assert tuple(report["coco"]["bbox"]) == METRIC_NAMES
+    assert tuple(report["coco"]["keypoints"]) == KEYPOINT_METRIC_NAMES
+    assert "mAP@0.5" not in report and "mask_metrics_left_out" in report
+    shapes = workspace["shapes"]
+    instances = sum(len(shapes.load_mask(i)[1]) for i in shapes.image_ids)
+    assert report["instances"] == {"triangle": instances}
+    assert report["detections"] == {"triangle": instances}
+    # Box AP as pycocotools on the file; keypoint AP as the test with masks above.
+    box = [report["coco"]["bbox"][n] for n in METRIC_NAMES]
+    np.testing.assert_allclose(box, _reference_box_stats(workspace, fakes), atol=1e-9)
+    assert 0.5 < box[0] < 1.0, box     # 0.905 measured: the moved box misses at high IoU
+    assert f"Box AP = {box[0]:.3f}   AP50 = {box[1]:.3f}   AP75 = {box[2]:.3f}" in out
+    got = [report["coco"]["keypoints"][n] for n in ("AP", "AP50", "AP75")]
+    np.testing.assert_allclose(got, _reference_ap(workspace, fakes, 0.1)[:3], atol=1e-9)
+    assert 0.5 < got[0] < 1.0, got     # 0.925 measured, as with masks

@@ -14,6 +14,7 @@ Writes into --output:
     images.json               COCO "images" (id, file_name, height, width, and "frame" for
                               video frames) and "categories" of those ids
     masks/<name>_<k>_<class>.png   one binary mask per detection, with --save-masks
+                              (not for a keypoint-only model, which has no masks)
 
 Class names and category ids come from --classes or the classes.json that ``mrcnn train``
 wrote beside the checkpoint. Images are detected in batches of the config's
@@ -22,7 +23,9 @@ IMAGES_PER_GPU (--batch-size); video frames are read one at a time.
 Keypoint models: NUM_KEYPOINTS, KEYPOINT_NAMES and the keypoint head's sizes come from
 the config stored in the checkpoint unless the config or --set gives them. Pictures and
 video frames show each detection's keypoints, joined by the skeleton of --classes or
-classes.json where it has one.
+classes.json where it has one. A keypoint-only model (KEYPOINT_WITH_MASKS False) has no
+masks: results.json holds its boxes, classes, scores and keypoints without
+"segmentation", and the pictures show boxes and keypoints.
 """
 import json
 import os
@@ -175,6 +178,15 @@ class Outputs:
             json.dump({"images": self.images, "categories": categories}, f, indent=1)
 
 
+def _check_masks(args, config):
+    """CliError for --save-masks with a model that has no masks (keypoint-only)."""
+    from mrcnn.coco_eval import has_masks
+
+    if args.save_masks and not has_masks(config):
+        raise CliError("--save-masks: the model has no masks (a keypoint-only model, "
+                       "KEYPOINT_WITH_MASKS False); leave the option out")
+
+
 def _items(inputs, outputs, every_nth):
     """(item, RGB image) for every image and selected video frame, read one at a time."""
     for path, kind in inputs:
@@ -217,6 +229,7 @@ def run(args):
     config, fixed = _configure(args)
     weights_file = weights.weights_path(args.weights, config, args.logs)
     model = common.inference_model(args, config, fixed, weights_file)
+    _check_masks(args, model.config)
     class_names, category_ids = classes.class_names_for(args, weights_file,
                                                         config.NUM_CLASSES)
     skeleton = classes.skeleton_for(args, weights_file, config.NUM_KEYPOINTS)

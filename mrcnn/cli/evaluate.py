@@ -13,6 +13,12 @@ checkpoint's stored config unless the config or --set gives them) on a COCO file
 the same keypoints also gets COCO's ten OKS keypoint metrics (AP, AP50, AP75, ...; see
 mrcnn.keypoint_eval), "keypoints" in --json. OKS needs one sigma per keypoint: COCO's
 person sigmas for 17 keypoints, else --keypoint-sigmas (one value for all, or K).
+
+A keypoint-only model (KEYPOINT_WITH_MASKS False) has no masks: upstream's mAP (mask IoU)
+and COCO's "segm" metrics are left out (evaluate says so), the per-class table counts
+instances and detections, and the COCO metrics are those of the boxes ("bbox") and the
+keypoints; --json then holds "mask_metrics_left_out" (the reason) instead of the mAP
+figures.
 """
 import json
 import math
@@ -46,8 +52,9 @@ def add_parser(subparsers, formatter):
 
 class RecordingModel:
     """Stands in for the model in evaluate_map: runs it and keeps each image's detections
-    as COCO result dicts (RLE masks; keypoint results apart), so the COCO metrics need no
-    second pass.
+    as COCO result dicts (RLE masks where the model has them; keypoint results apart), so
+    the COCO metrics need no second pass. ``detection_count`` counts the detections of
+    each class id.
 
     image_ids: the internal image ids in the order evaluate_map detects them.
     """
@@ -58,6 +65,7 @@ class RecordingModel:
         self.image_ids = list(image_ids)
         self.coco_results = []
         self.keypoint_results = []
+        self.detection_count = {}
         self._next = 0
 
     def detect(self, images, verbose=0):
@@ -70,6 +78,9 @@ class RecordingModel:
             self.coco_results.extend(detections_to_coco(image_id, result))
             if "keypoints" in result:
                 self.keypoint_results.extend(keypoints_to_coco(image_id, result))
+            for class_id in result["class_ids"]:
+                self.detection_count[int(class_id)] = \
+                    self.detection_count.get(int(class_id), 0) + 1
             self._next += 1
         return results
 
@@ -142,10 +153,60 @@ def _plain(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def run(args):
+MASKS_LEFT_OUT = ("the model has no masks (a keypoint-only model, KEYPOINT_WITH_MASKS "
+                  "False): no mAP of mask IoU, no segm metrics")
+
+
+def mask_report(recorder, dataset, image_ids):
+    """Upstream's mAP (mask IoU) over ``image_ids``, printed with its per-class table;
+    the model runs through ``recorder``. Returns the --json entries."""
     from mrcnn import visualize
-    from mrcnn.coco_eval import IOU_TYPES, coco_metrics, dataset_to_coco
     from mrcnn.evaluate import COCO_IOU_THRESHOLDS, evaluate_map, per_class_table
+
+    result = evaluate_map(recorder, dataset, image_ids, iou_thresholds=COCO_IOU_THRESHOLDS,
+                          verbose=1)
+    print(f"\nmAP@0.5 = {result['mAP'][0.5]:.3f}   mAP@[0.5:0.95] = "
+          f"{result['mAP_range']:.3f}   ({len(image_ids)} images)")
+    visualize.display_table(per_class_table(result, dataset.class_names))
+    return {"mAP@0.5": _plain(result["mAP"][0.5]),
+            "mAP@[0.5:0.95]": _plain(result["mAP_range"]),
+            "mAP": {f"{t:.2f}": _plain(v) for t, v in result["mAP"].items()},
+            "per_class_AP@0.5": {dataset.class_names[c]: _plain(v)
+                                 for c, v in result["per_class"][0.5].items()},
+            "instances": {dataset.class_names[c]: n
+                          for c, n in sorted(result["gt_count"].items())},
+            "detections": {dataset.class_names[c]: n
+                           for c, n in sorted(result["detection_count"].items())}}
+
+
+def count_report(recorder, dataset, image_ids):
+    """A model without masks: runs it over ``image_ids`` through ``recorder`` and prints
+    a table of the instances (non-crowd, non-empty, as evaluate_map counts them) and the
+    detections of each class. Returns the --json entries."""
+    from mrcnn import visualize
+    from mrcnn.evaluate import detect_dataset, ground_truth
+
+    for _ in detect_dataset(recorder, dataset, image_ids, verbose=1):
+        pass
+    instances = {}
+    for image_id in image_ids:
+        _, class_ids, masks = ground_truth(dataset, image_id)
+        for class_id in class_ids[masks.any(axis=(0, 1))]:
+            instances[int(class_id)] = instances.get(int(class_id), 0) + 1
+    detections = recorder.detection_count
+    rows = [["class", "instances", "detections"]]
+    for class_id in sorted(set(instances) | set(detections)):
+        rows.append([dataset.class_names[class_id], instances.get(class_id, 0),
+                     detections.get(class_id, 0)])
+    print(f"\n{sum(detections.values())} detections in {len(image_ids)} images")
+    visualize.display_table(rows)
+    return {"instances": {dataset.class_names[c]: n for c, n in sorted(instances.items())},
+            "detections": {dataset.class_names[c]: n
+                           for c, n in sorted(detections.items())}}
+
+
+def run(args):
+    from mrcnn.coco_eval import IOU_TYPES, coco_metrics, dataset_to_coco, has_masks
 
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit {args.limit}: must be at least 1")
@@ -168,36 +229,35 @@ def run(args):
     sigmas, skipped = keypoint_plan(args, model.config, dataset)
     if skipped:
         print(f"Keypoint metrics left out: {skipped}")
+    with_masks = has_masks(model.config)
+    if not with_masks:
+        print(f"Mask metrics left out: {MASKS_LEFT_OUT}")
     image_ids = list(dataset.image_ids)
     if args.limit is not None:
         image_ids = image_ids[:args.limit]
     recorder = RecordingModel(model, image_ids)
-    result = evaluate_map(recorder, dataset, image_ids, iou_thresholds=COCO_IOU_THRESHOLDS,
-                          verbose=1)
-    print(f"\nmAP@0.5 = {result['mAP'][0.5]:.3f}   mAP@[0.5:0.95] = "
-          f"{result['mAP_range']:.3f}   ({len(image_ids)} images)")
-    visualize.display_table(per_class_table(result, dataset.class_names))
+    if with_masks:
+        figures = mask_report(recorder, dataset, image_ids)
+    else:
+        figures = count_report(recorder, dataset, image_ids)
     coco_gt = dataset_to_coco(dataset, image_ids)
     coco = {}
-    for iou_type in IOU_TYPES:
+    for iou_type in IOU_TYPES if with_masks else ("bbox",):
         print(f"\nCOCO metrics ({iou_type}):")
         coco[iou_type] = coco_metrics(coco_gt, recorder.coco_results, iou_type, image_ids,
                                       verbose=True)
+    if not with_masks:
+        box = coco["bbox"]
+        print(f"Box AP = {box['AP']:.3f}   AP50 = {box['AP50']:.3f}   "
+              f"AP75 = {box['AP75']:.3f}")
     if sigmas is not None:
         coco["keypoints"] = keypoint_report(dataset, image_ids, recorder.keypoint_results,
                                             sigmas)
     if args.json_path:
-        report = {"images": len(image_ids),
-                  "mAP@0.5": _plain(result["mAP"][0.5]),
-                  "mAP@[0.5:0.95]": _plain(result["mAP_range"]),
-                  "mAP": {f"{t:.2f}": _plain(v) for t, v in result["mAP"].items()},
-                  "per_class_AP@0.5": {dataset.class_names[c]: _plain(v)
-                                       for c, v in result["per_class"][0.5].items()},
-                  "instances": {dataset.class_names[c]: n
-                                for c, n in sorted(result["gt_count"].items())},
-                  "detections": {dataset.class_names[c]: n
-                                 for c, n in sorted(result["detection_count"].items())},
-                  "coco": coco, "weights": weights_file}
+        report = {"images": len(image_ids), **figures, "coco": coco,
+                  "weights": weights_file}
+        if not with_masks:
+            report["mask_metrics_left_out"] = MASKS_LEFT_OUT
         with open(args.json_path, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
         print(f"\nMetrics written to {args.json_path}")

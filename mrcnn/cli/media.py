@@ -161,7 +161,8 @@ def draw_detections(image, result, class_names, colors, skeleton=()):
     blended at alpha 0.5, mask outlines and 2-pixel boxes in the class colour, and a
     "name score" caption above each box. A keypoint model's "keypoints" [N, K, 3] (x, y,
     score; pixel indices of the image) become 2-pixel dots in the class colour, joined by
-    1-pixel lines along ``skeleton`` (0-based index pairs).
+    1-pixel lines along ``skeleton`` (0-based index pairs). A result without "masks" (a
+    keypoint-only model) gets boxes, captions and keypoints.
     """
     import cv2
 
@@ -170,8 +171,9 @@ def draw_detections(image, result, class_names, colors, skeleton=()):
     canvas = np.array(image, dtype=np.uint8, copy=True)
     for i, class_id in enumerate(result["class_ids"]):
         color = colors[int(class_id) % len(colors)]
-        visualize.apply_mask(canvas, result["masks"][..., i], color)
-        visualize.draw_mask_outline(canvas, result["masks"][..., i], color)
+        if "masks" in result:
+            visualize.apply_mask(canvas, result["masks"][..., i], color)
+            visualize.draw_mask_outline(canvas, result["masks"][..., i], color)
         rgb = tuple(int(round(c * 255)) for c in color[:3])
         visualize.draw_box(canvas, result["rois"][i], rgb)
         y1, x1 = int(result["rois"][i][0]), int(result["rois"][i][1])
@@ -196,7 +198,8 @@ def _draw_keypoints(canvas, points, skeleton, rgb):
 
 def save_picture(path, image, result, class_names, colors, skeleton=()):
     """The image with its detections drawn by visualize.display_instances, as a PNG: with
-    a keypoint model's "keypoints" (every point; lines along ``skeleton``)."""
+    a keypoint model's "keypoints" (every point; lines along ``skeleton``); boxes without
+    masks for a result without "masks" (a keypoint-only model)."""
     import matplotlib.pyplot as plt
 
     from mrcnn import visualize
