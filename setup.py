@@ -27,6 +27,8 @@ setup(
         # mrcnn.export: ONNX (convert and run) and the LiteRT interpreter for TFLite files.
         "onnx": ["tf2onnx>=1.17,<2", "onnx>=1.16,<2", "onnxruntime>=1.18,<2"],
         "tflite": ["ai-edge-litert>=2.0,<3"],
+        # bench/bench_peers.py: torchvision's Mask R-CNN timed beside detect().
+        "bench": ["torch>=2.2", "torchvision>=0.17"],
         "notebooks": ["jupyterlab>=4", "ipykernel>=6", "nbclient>=0.10", "nbformat>=5.9"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6", "albumentations>=1.4", "tf2onnx>=1.17,<2", "onnx>=1.16,<2",

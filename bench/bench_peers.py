@@ -11,7 +11,7 @@ ours / torchvision; "mixed_bfloat16" is ours in bfloat16 against torchvision in 
 (torchvision's reference figure).
 
 torchvision is not a dependency of mrcnn; install it where the bench runs, e.g.
-`pip install -e .[peers]` or into another environment given as --torch-python.
+`pip install -e .[bench]` or into another environment given as --torch-python.
 
     python bench/bench_peers.py [--runs 5] [--threads 2] [--torch-python PATH]
         [--precisions float32 mixed_bfloat16]
@@ -64,7 +64,7 @@ class TorchvisionWorker:
         ready = self.process.stdout.readline().split()
         if not ready or ready[0] != "ready":
             raise SystemExit(f"torchvision worker did not start with {python}: is "
-                             f"torchvision installed there? (pip install -e .[peers])")
+                             f"torchvision installed there? (pip install -e .[bench])")
         self.detections, self.versions = int(ready[1]), ready[2:]
 
     def seconds(self):
