@@ -156,10 +156,15 @@ def test_trains_on_shapes_and_reaches_map(tmp_path, capsys):
         pytest.skip("TFLite agreement needs ai-edge-litert (extra [tflite])")
     lite = _tflite_agreement(tmp_path, result)
     _report(capsys, {"tflite": lite})
-    # Measured: (filled in below)
+    # Measured (2 cores, loaded; ~70 s for the trace, three conversions and 4 x 50 images):
+    # float32 file vs detect() 118 of 118 matched, mask IoU 1.0; float16 vs float32 118 of
+    # 118, mask IoU mean 0.997 (min 0.948), mAP@0.5 0.820 both, mAP@[0.5:0.95] 0.627 vs
+    # 0.627; dynamic_range 118 of 118, mask IoU mean 0.988 (min 0.907), mAP@0.5 0.820
+    # both, mAP@[0.5:0.95] 0.635 vs 0.627. Files 48.0 / 24.2 / 12.3 MB. (With int8
+    # anchors, before builtin_ops gathered them as bits: dynamic_range 110 of 118.)
     float32 = lite["float32"]
     assert float32["reference_count"] > 0
-    assert float32["matched_fraction"] == 1.0 and float32["mask_iou_min"] >= 0.9
+    assert float32["matched_fraction"] >= 0.98 and float32["mask_iou_mean"] >= 0.98
     for variant in ("float16", "dynamic_range"):
         assert lite[variant]["matched_fraction"] >= 0.95, variant
         assert lite[variant]["mask_iou_mean"] >= 0.95, variant

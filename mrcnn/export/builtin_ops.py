@@ -9,6 +9,9 @@ results come from builtins only:
 - proposals and detections: NMS on the image's boxes with NonMaxSuppressionV4 (padded
   output, the TFLite builtin NON_MAX_SUPPRESSION_V4), one call per foreground class
   unrolled in Python;
+- anchors: gathered as int32 bit patterns (`tf.bitcast`, the builtin BITCAST), so that
+  quantized conversions, which store gathered float constants as int8 or float16, keep
+  them exact;
 - ROI pooling: the bilinear sampling of CropAndResize written as four gathers with the
   kernel's own float32 formula, on every pyramid level, each box then taking its level's
   result (`tf.where`), instead of gathering the boxes of each level and stitching.
@@ -60,8 +63,14 @@ def _proposal_call(layer, inputs):
     rpn_probs, rpn_bbox, anchors = inputs
     scores = tf.cast(rpn_probs[:, :, 1], tf.float32)
     deltas = tf.cast(rpn_bbox, tf.float32) * tf.constant(layer.rpn_bbox_std_dev)
-    scores, deltas, anchors = top_anchors(scores, deltas, tf.cast(anchors, tf.float32),
-                                          layer.pre_nms_limit)
+    # The anchors are a constant of the traced graph, and the converter's dynamic-range
+    # quantization stores a gathered float constant as int8 ("embedding" weights): ~1/255
+    # of the anchors' range off, a pixel at 128^2, enough to move final boxes (float16
+    # rounds them too). Their int32 bit patterns go through the gather instead, exact.
+    anchor_bits = tf.bitcast(tf.cast(anchors, tf.float32), tf.int32)
+    scores, deltas, anchor_bits = top_anchors(scores, deltas, anchor_bits,
+                                              layer.pre_nms_limit)
+    anchors = tf.bitcast(anchor_bits, tf.float32)
     boxes = box_ops.clip_boxes(box_ops.apply_box_deltas(anchors, deltas),
                                tf.constant([0.0, 0.0, 1.0, 1.0]))
     selected, valid = nms_keep_mask(boxes[0], scores[0], layer.proposal_count,
