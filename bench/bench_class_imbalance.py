@@ -26,7 +26,9 @@ JSON line per variant:
                             class's detections pooled over the held-out set
                             (mrcnn.evaluate.evaluate_map "per_class"), and their "mean";
   mAP@0.5, mAP@[0.5:0.95]   upstream's per-image mask mAP averaged over the images;
-  recall                    per class, at the config's DETECTION_MIN_CONFIDENCE (0.7):
+                            like the APs, of the detections that pass
+                            DETECTION_MIN_CONFIDENCE (the config's 0.7, or --min-confidence);
+  recall                    per class, at that DETECTION_MIN_CONFIDENCE:
                             ground truths matched by a detection of their class at mask
                             IoU >= 0.5 / ground truths; "rare_recall" is the triangle's,
                             "rare_precision" the share of triangle detections so matched;
@@ -40,7 +42,9 @@ JSON line per variant:
 
 The defaults train 500 steps per variant, the schedule of tests/test_e2e_shapes.py. One seed
 is one sample: differences of a few points between variants are within what another seed
-changes, and the held-out set has only some hundred instances per class.
+changes, and the held-out set has only some hundred instances per class. The focal loss
+gives lower softmax scores than the cross-entropy, so a fixed confidence cut removes more
+of its detections: compare the variants at a low --min-confidence too.
 """
 import argparse
 import json
