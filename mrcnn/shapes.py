@@ -223,8 +223,9 @@ class ShapesDataset(Dataset):
         return super().image_reference(image_id)
 
 
-# Epochs of ShapesConfig.STEPS_PER_EPOCH steps that the demo trains for.
-DEMO_EPOCHS = 8
+# Epochs of ShapesConfig.STEPS_PER_EPOCH steps that the demo trains for (1000 steps:
+# mAP@0.5 0.973, mAP@[0.5:0.95] 0.850 on 100 held-out images, seed 0; 800 steps: 0.946, 0.803).
+DEMO_EPOCHS = 10
 
 
 class ShapesConfig(Config):
@@ -232,7 +233,10 @@ class ShapesConfig(Config):
 
     A light ResNet-18 backbone, narrow pyramid and heads, anchors scaled to the small
     images, BatchNorm trained (there are no pretrained statistics to freeze), and a
-    warmed-up, cosine-decayed learning rate with gradient clipping.
+    warmed-up, cosine-decayed learning rate with gradient clipping. ROI pooling is the
+    paper's ROIAlign ("aligned"): trained from scratch it gave sharper masks than upstream's
+    pooling (800 steps, seed 0: mAP@0.75 0.919 against 0.892, mAP@[0.5:0.95] 0.803 against
+    0.785; `bench/bench_roi_align_modes.py`).
     """
     NAME = "shapes"
     NUM_CLASSES = 1 + len(SHAPE_NAMES)
@@ -257,6 +261,7 @@ class ShapesConfig(Config):
     MAX_GT_INSTANCES = 10
     DETECTION_MAX_INSTANCES = 20
 
+    ROI_ALIGN_MODE = "aligned"
     ROI_INCLUDE_GT_BOXES = True
     ROI_FILL_NEGATIVES = True
 
