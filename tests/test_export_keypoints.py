@@ -1,5 +1,5 @@
-"""Exported keypoint models: the SavedModel serves detect()'s keypoints, in the input's
-pixels and rows; keypoint-only models export without a mask head."""
+"""Exported keypoint models: the SavedModel, ONNX and TFLite files serve detect()'s
+keypoints, in the input's pixels and rows; keypoint-only models export without a mask head."""
 import keras
 import numpy as np
 import pytest
@@ -83,3 +83,25 @@ def test_onnx_serves_the_keypoints_of_detect(tmp_path):
     # Measured 5e-5 against detect().
     np.testing.assert_allclose(outputs["keypoints"][0, :count], expected["keypoints"],
                                atol=1e-3)
+
+
+@pytest.mark.slow
+def test_tflite_serves_the_keypoints_of_detect(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+    from test_export import assert_equal_to_detect, random_model, shapes_image
+
+    # test_export's non-degenerate random model: an untrained head otherwise gives scores
+    # of exactly 1.0 and one-pixel boxes, whose NMS and order TFLite's kernels settle
+    # differently from TensorFlow's.
+    model = random_model(tmp_path / "logs", ServingConfig())
+    image = shapes_image(40, 64, 5)
+    expected = model.detect([image])[0]
+    path = export.export_tflite(model, str(tmp_path / "keypoints.tflite"))   # ~20 CPU-s
+    outputs = Interpreter(model_path=path).get_signature_runner()(images=image[None])
+    assert_equal_to_detect(expected, outputs, 0, image.shape)
+    count = int(outputs["num_detections"][0])
+    assert outputs["keypoints"].shape == (1, 8, 3, 3) and outputs["keypoints"].dtype == np.float32
+    np.testing.assert_allclose(outputs["keypoints"][0, :count], expected["keypoints"],
+                               atol=1e-3)
+    assert np.all(outputs["keypoints"][0, count:] == 0)
