@@ -15,10 +15,13 @@ results come from builtins only:
 - ROI pooling: the bilinear sampling of CropAndResize written as four gathers with the
   kernel's own float32 formula, on every pyramid level, each box then taking its level's
   result (`tf.where`), instead of gathering the boxes of each level and stitching.
+  ROI_ALIGN_MODE "aligned" samples sampling_ratio x the pool size the same way on the
+  map padded with one replicated edge pixel and averages each block (AVERAGE_POOL_2D),
+  as `roi_align.aligned_crop_and_resize` does with CropAndResize.
 
 `builtin_layers(keras_model)` swaps these implementations in for as long as the
 `with` block lasts (while the TFLite function is traced); the layers, their weights and
-everything else stay as they are. Only ROI_ALIGN_MODE "upstream" is supported.
+everything else stay as they are.
 """
 import contextlib
 import types
@@ -30,7 +33,8 @@ from mrcnn.nn import box_ops
 from mrcnn.nn.detection import (DetectionLayer, best_class_boxes, normalised_window,
                                 per_class_nms_keep, top_detections)
 from mrcnn.nn.proposals import ProposalLayer, top_anchors
-from mrcnn.nn.roi_align import PYRAMID_LEVELS, PyramidROIAlign, roi_pyramid_level
+from mrcnn.nn.roi_align import (PYRAMID_LEVELS, PyramidROIAlign, pixel_boxes,
+                                 replicate_edges, roi_pyramid_level, sample_span)
 
 
 def nms_keep_mask(boxes, scores, max_output_size, iou_threshold, score_threshold):
@@ -153,19 +157,52 @@ def crop_and_resize_builtin(feature_map, boxes, crop_size):
     return tf.where(inside, value, 0.0)
 
 
+def aligned_crop_builtin(feature_map, boxes, pool_shape, sampling_ratio):
+    """roi_align.aligned_crop_and_resize of one image, by gathers (TFLite builtins).
+
+    Args:
+        feature_map: float32 [1, h, w, C] with static h, w, C.
+        boxes: float32 [N, 4] (y1, x1, y2, x2) continuous coordinates of that map.
+        pool_shape: (P, Q) bins; sampling_ratio: r samples per bin along each axis.
+    Returns:
+        float32 [N, P, Q, C]: each bin the mean of its r x r bilinear samples, on the map
+        padded with one replicated edge pixel (detectron2's border rule).
+    """
+    _, height, width, _ = feature_map.shape
+    pool_h, pool_w = pool_shape
+    ratio = int(sampling_ratio)
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=1)
+    box_y1, box_y2 = sample_span(y1, y2, pool_h, ratio, float(height))
+    box_x1, box_x2 = sample_span(x1, x2, pool_w, ratio, float(width))
+    crops = crop_and_resize_builtin(replicate_edges(feature_map),
+                                    tf.stack([box_y1, box_x1, box_y2, box_x2], axis=1),
+                                    (pool_h * ratio, pool_w * ratio))
+    if ratio == 1:
+        return crops
+    return tf.nn.avg_pool2d(crops, ratio, ratio, "VALID")
+
+
+def _level_crops(layer, boxes, image_shape, feature_map):
+    """[N, P, Q, C] crops of one level's map for `boxes` [N, 4] normalised."""
+    feature_map = tf.cast(feature_map, tf.float32)
+    if layer.mode == "upstream":
+        return crop_and_resize_builtin(feature_map, boxes, layer.pool_shape)
+    image_hw = tf.cast(image_shape[0], tf.float32)                         # [2]
+    map_hw = tf.constant([float(side) for side in feature_map.shape[1:3]])
+    scale = tf.concat([map_hw / image_hw, map_hw / image_hw], axis=0)
+    return aligned_crop_builtin(feature_map, pixel_boxes(boxes, image_hw) * scale,
+                                layer.pool_shape, layer.sampling_ratio)
+
+
 def _roi_align_call(layer, inputs):
-    """PyramidROIAlign.call ("upstream" mode) for one image: all levels, then select."""
+    """PyramidROIAlign.call (either ROI_ALIGN_MODE) for one image: all levels, then select."""
     boxes, image_meta, *feature_maps = inputs
-    if layer.mode != "upstream":
-        raise ValueError(f"TFLite export supports ROI_ALIGN_MODE 'upstream', not "
-                         f"{layer.mode!r}")
     boxes = tf.cast(boxes, tf.float32)
     image_shape = parse_image_meta_graph(image_meta)["image_shape"][:, :2]
     levels = roi_pyramid_level(boxes, image_shape)[0]                     # [N]
     pooled = None
     for level, feature_map in zip(PYRAMID_LEVELS, feature_maps):
-        crops = crop_and_resize_builtin(tf.cast(feature_map, tf.float32), boxes[0],
-                                        layer.pool_shape)
+        crops = _level_crops(layer, boxes[0], image_shape, feature_map)
         if pooled is None:
             pooled = crops     # level 2 also takes what no level claims (never happens)
         else:

@@ -71,13 +71,13 @@ def pixel_boxes(boxes, image_shape):
     return boxes * scale + tf.constant([0.0, 0.0, 1.0, 1.0])
 
 
-def _replicate_edges(images):
+def replicate_edges(images):
     """[K, h, w, C] -> [K, h + 2, w + 2, C]: the edge rows and columns repeated once."""
     images = tf.concat([images[:, :1], images, images[:, -1:]], axis=1)
     return tf.concat([images[:, :, :1], images, images[:, :, -1:]], axis=2)
 
 
-def _sample_span(start, end, bins, sampling_ratio, size):
+def sample_span(start, end, bins, sampling_ratio, size):
     """crop_and_resize's box ends, on the edge-padded map, of one axis' aligned samples.
 
     The bins * r samples of [start, end) (continuous coordinates) lie at index coordinates
@@ -108,7 +108,7 @@ def aligned_crop_and_resize(images, boxes, box_index, crop_size, sampling_ratio)
 
     k, l = 0..r-1. Per axis these are P*r evenly spaced points, which is
     `tf.image.crop_and_resize`'s sampling grid at crop size (P*r, Q*r) for the right box
-    (`_sample_span`); each r x r block of the crop is then averaged. Boxes may be smaller
+    (`sample_span`); each r x r block of the crop is then averaged. Boxes may be smaller
     than a pixel; an empty box (y1 == y2) samples one point r*r times.
 
     Border, as detectron2: a sample with y < -1 or y > h (x < -1 or x > w) is 0; any
@@ -133,10 +133,10 @@ def aligned_crop_and_resize(images, boxes, box_index, crop_size, sampling_ratio)
     ratio = int(sampling_ratio)
     size = tf.cast(tf.shape(images)[1:3], tf.float32)
     y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), axis=1)
-    box_y1, box_y2 = _sample_span(y1, y2, pool_h, ratio, size[0])
-    box_x1, box_x2 = _sample_span(x1, x2, pool_w, ratio, size[1])
+    box_y1, box_y2 = sample_span(y1, y2, pool_h, ratio, size[0])
+    box_x1, box_x2 = sample_span(x1, x2, pool_w, ratio, size[1])
     crops = tf.image.crop_and_resize(
-        _replicate_edges(images), tf.stack([box_y1, box_x1, box_y2, box_x2], axis=1),
+        replicate_edges(images), tf.stack([box_y1, box_x1, box_y2, box_x2], axis=1),
         box_index, (pool_h * ratio, pool_w * ratio), method="bilinear")
     if ratio == 1:
         return crops
