@@ -52,9 +52,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_roi_align_modes import _RecordingModel, train_and_time  # noqa: E402
 
 VARIANTS = ("cross_entropy", "weighted", "focal")
 RARE_CLASS = "triangle"
@@ -143,46 +145,11 @@ def _configs(variant, class_weights, steps_per_epoch, seed, min_confidence=None)
 
 def train_variant(config, epochs, train, val, seed):
     """Train one variant; returns (last checkpoint path, figures of the training)."""
-    import keras
-
-    import mrcnn.model as modellib
-
-    keras.utils.set_random_seed(seed)
-    model_dir = tempfile.mkdtemp(prefix="mrcnn_class_imbalance_")
-    model = modellib.MaskRCNN("training", config, model_dir)
-    last, epoch_seconds = {}, []
-
-    class Record(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            epoch_seconds.append(time.perf_counter() - self.start)
-            last.update(logs or {})
-
-    start = time.perf_counter()
-    model.train(train, val, learning_rate=config.LEARNING_RATE, epochs=epochs,
-                layers="all", custom_callbacks=[Record()], verbose=0)
-    steady = epoch_seconds[1:] or epoch_seconds
-    return model.find_last(), {
-        "epochs": epochs, "steps": epochs * config.STEPS_PER_EPOCH, "seed": seed,
-        "last_epoch_loss": round(float(last.get("loss", float("nan"))), 4),
-        "last_epoch_class_loss": round(float(last.get("mrcnn_class_loss", float("nan"))), 4),
-        "train_minutes": round((time.perf_counter() - start) / 60, 2),
-        "s_per_step": round(float(np.mean(steady)) / config.STEPS_PER_EPOCH, 3)}
-
-
-class _RecordingModel:
-    """A model whose detect() also keeps each result, so that one detection pass over the
-    dataset serves evaluate_map and the recall."""
-
-    def __init__(self, model):
-        self.model, self.config, self.results = model, model.config, []
-
-    def detect(self, images, verbose=0):
-        results = self.model.detect(images, verbose=verbose)
-        self.results.extend(results)
-        return results
+    checkpoint, last, figures = train_and_time(config, epochs, train, val, seed,
+                                               "mrcnn_class_imbalance_")
+    figures["last_epoch_class_loss"] = round(
+        float(last.get("mrcnn_class_loss", float("nan"))), 4)
+    return checkpoint, figures
 
 
 def recall_figures(results, val, image_ids):

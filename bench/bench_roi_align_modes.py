@@ -84,16 +84,19 @@ def _configs(mode, mask_size, steps_per_epoch, seed, min_confidence=None):
     return TrainConfig(), InferenceConfig()
 
 
-def train_variant(mode, mask_size, epochs, steps_per_epoch, train, val, seed):
-    """Train one variant; returns (last checkpoint path, figures of the training)."""
+def train_and_time(config, epochs, train, val, seed, prefix):
+    """Train `config` from scratch (layers="all") in a fresh folder.
+
+    Returns (last checkpoint path, the last epoch's logs, figures of the training: epochs,
+    steps, seed, last_epoch_loss, train_minutes and s_per_step, the mean of the epochs
+    after the first, which also builds the graph).
+    """
     import keras
 
     import mrcnn.model as modellib
 
-    config, _ = _configs(mode, mask_size, steps_per_epoch, seed)
     keras.utils.set_random_seed(seed)
-    model_dir = tempfile.mkdtemp(prefix=f"mrcnn_roi_align_{mode}_{mask_size}_")
-    model = modellib.MaskRCNN("training", config, model_dir)
+    model = modellib.MaskRCNN("training", config, tempfile.mkdtemp(prefix=prefix))
     last, epoch_seconds = {}, []
 
     class Record(keras.callbacks.Callback):
@@ -108,12 +111,20 @@ def train_variant(mode, mask_size, epochs, steps_per_epoch, train, val, seed):
     model.train(train, val, learning_rate=config.LEARNING_RATE, epochs=epochs,
                 layers="all", custom_callbacks=[Record()], verbose=0)
     steady = epoch_seconds[1:] or epoch_seconds
-    return model.find_last(), {
-        "epochs": epochs, "steps": epochs * steps_per_epoch, "seed": seed,
+    return model.find_last(), last, {
+        "epochs": epochs, "steps": epochs * config.STEPS_PER_EPOCH, "seed": seed,
         "last_epoch_loss": round(float(last.get("loss", float("nan"))), 4),
-        "last_epoch_mask_loss": round(float(last.get("mrcnn_mask_loss", float("nan"))), 4),
         "train_minutes": round((time.perf_counter() - start) / 60, 2),
-        "s_per_step": round(float(np.mean(steady)) / steps_per_epoch, 3)}
+        "s_per_step": round(float(np.mean(steady)) / config.STEPS_PER_EPOCH, 3)}
+
+
+def train_variant(mode, mask_size, epochs, steps_per_epoch, train, val, seed):
+    """Train one variant; returns (last checkpoint path, figures of the training)."""
+    config, _ = _configs(mode, mask_size, steps_per_epoch, seed)
+    checkpoint, last, figures = train_and_time(config, epochs, train, val, seed,
+                                               f"mrcnn_roi_align_{mode}_{mask_size}_")
+    figures["last_epoch_mask_loss"] = round(float(last.get("mrcnn_mask_loss", float("nan"))), 4)
+    return checkpoint, figures
 
 
 class _RecordingModel:
