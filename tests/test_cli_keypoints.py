@@ -307,19 +307,26 @@ def _reference_ap(workspace, fakes, sigma):
     return evaluator.stats
 
 
-def test_evaluate_reports_keypoint_ap_as_pycocotools_on_the_file(workspace, capsys,
-                                                                 monkeypatch):
+def _evaluate_with(workspace, fakes, weights, metrics_path, capsys, monkeypatch):
+    """`mrcnn evaluate` on kp.json with detect() replaced by `fakes` (keyed by image
+    bytes); returns what it printed."""
     import mrcnn.model as modellib
 
-    fakes = _fake_detections(workspace["shapes"])
     monkeypatch.setattr(modellib.MaskRCNN, "detect",
                         lambda self, images, verbose=0: [fakes[np.asarray(i).tobytes()]
                                                          for i in images])
     root = workspace["root"]
-    metrics_path = root / "metrics.json"
-    out = _run(["evaluate", "--coco", root / "kp.json", "--images", root / "images",
-                *workspace["config"], "--weights", root / "kp" / "kp.h5",
-                "--keypoint-sigmas", "0.1", "--json", metrics_path], capsys)
+    return _run(["evaluate", "--coco", root / "kp.json", "--images", root / "images",
+                 *workspace["config"], "--weights", weights, "--keypoint-sigmas", "0.1",
+                 "--json", metrics_path], capsys)
+
+
+def test_evaluate_reports_keypoint_ap_as_pycocotools_on_the_file(workspace, capsys,
+                                                                 monkeypatch):
+    fakes = _fake_detections(workspace["shapes"])
+    metrics_path = workspace["root"] / "metrics.json"
+    out = _evaluate_with(workspace, fakes, workspace["root"] / "kp" / "kp.h5", metrics_path,
+                         capsys, monkeypatch)
     assert "COCO metrics (keypoints, OKS sigmas [0.1, 0.1, 0.1]):" in out, out[-3000:]
     with open(metrics_path) as f:
         report = json.load(f)
@@ -478,19 +485,13 @@ def _reference_box_stats(workspace, fakes):
 def test_evaluate_of_a_keypoint_only_model_reports_box_and_keypoint_ap(workspace,
                                                                       keypoint_only,
                                                                       capsys, monkeypatch):
-    import mrcnn.model as modellib
     from mrcnn.coco_eval import METRIC_NAMES
     from mrcnn.keypoint_eval import KEYPOINT_METRIC_NAMES
 
     fakes = _moved_box_fakes(workspace["shapes"])
-    monkeypatch.setattr(modellib.MaskRCNN, "detect",
-                        lambda self, images, verbose=0: [fakes[np.asarray(i).tobytes()]
-                                                         for i in images])
-    root = workspace["root"]
-    metrics_path = root / "metrics_only.json"
-    out = _run(["evaluate", "--coco", root / "kp.json", "--images", root / "images",
-                *workspace["config"], "--weights", root / "kponly" / "kponly.h5",
-                "--keypoint-sigmas", "0.1", "--json", metrics_path], capsys)
+    metrics_path = workspace["root"] / "metrics_only.json"
+    out = _evaluate_with(workspace, fakes, workspace["root"] / "kponly" / "kponly.h5",
+                         metrics_path, capsys, monkeypatch)
     assert "Mask metrics left out: the model has no masks" in out, out[-3000:]
     assert "COCO metrics (bbox):" in out and "COCO metrics (segm):" not in out
     assert "mAP@0.5" not in out
